@@ -1,0 +1,99 @@
+"""The stored shape of a task, and the one kind of write every store performs.
+
+A `TaskRecord` is what a store keeps for a task; a `Change` is one event plus the change it
+makes to the record, applied by the store in one transaction and only if the record is in
+one of `from_states` (the conditional write that makes terminal states absorbing).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .states import TaskState
+
+__all__ = ("Change", "NewEvent", "TaskRecord", "TaskQuery", "now_ms")
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds (UTC)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRecord:
+    """What a store keeps for one task. JSON columns hold compact JSON text."""
+
+    id: str
+    name: str
+    owner: str | None = None
+    state: TaskState = TaskState.SUBMITTED
+    reason: str | None = None
+    payload: str = "null"
+    """The input, as JSON text."""
+    progress: dict[str, Any] = field(default_factory=dict[str, Any])
+    result: str | None = None
+    """The result, as JSON text, once completed."""
+    error: str | None = None
+    """`{"type": ..., "message": ...}` as JSON text, once failed."""
+    parent_id: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    last_progress_ms: int | None = None
+    expires_ms: int | None = None
+    retention_ms: int = 0
+    """How long the record lives after it ends."""
+    purge_ms: int | None = None
+    """When retention deletes it (set when it ends)."""
+    last_seq: int = 0
+    epoch: int = 0
+    """Incremented by each claim (fencing); reserved for durable workers."""
+
+
+@dataclass(slots=True, kw_only=True)
+class NewEvent:
+    """An event to append; the store gives it the next `seq`."""
+
+    kind: str
+    data: str
+    """The payload fields as JSON text."""
+    at_ms: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Change:
+    """One event and what it changes, applied atomically and only from `from_states`."""
+
+    task_id: str
+    event: NewEvent
+    from_states: tuple[str, ...]
+    to_state: TaskState | None = None
+    """The new state, or `None` when only progress changes."""
+    reason: str | None = None
+    result: str | None = None
+    error: str | None = None
+    progress: dict[str, Any] | None = None
+    """Keys to merge into the record's progress (a shallow merge: each key replaces)."""
+    progress_json: str | None = None
+    """`progress` as JSON text."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.to_state is not None and self.to_state.terminal
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskQuery:
+    """A filter for listing tasks, newest first."""
+
+    states: tuple[str, ...] = ()
+    owner: str | None = None
+    name: str | None = None
+    parent_id: str | None = None
+    created_after_ms: int | None = None
+    before: tuple[int, str] | None = None
+    """Keyset cursor: list tasks strictly older than this `(created_ms, id)`."""
+    limit: int = 100

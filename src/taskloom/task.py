@@ -1,0 +1,547 @@
+"""`Task`: one unit of work, as the handle you hold and the record the store keeps.
+
+```python
+async with rt.task("research", owner="me", ttl_seconds=60, payload={"q": 1}) as task:
+    await task.progress({"step": "search"})
+    await task.complete({"findings": 3})
+```
+
+Entering starts the task (`working`); leaving settles it: a clean exit without a terminal
+call completes it with `None`, an exception fails it (and propagates), an
+`asyncio.CancelledError` cancels it (and propagates). The handle enforces its own time to
+live: past it, the body is interrupted, the task ends `expired` and `TaskExpiredError` is
+raised. A task ended by anyone else (a cancel from another process, the sweeper) interrupts
+the body the same way and raises the matching `TaskEndedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType, TracebackType
+from typing import Any, Protocol, Self
+
+from ._json import encode
+from ._record import Change, NewEvent, TaskRecord, now_ms
+from .errors import (
+    ConflictError,
+    InvalidTransitionError,
+    TaskCancelledError,
+    TaskEndedError,
+    TaskExpiredError,
+    TaskFailedError,
+    TaskRejectedError,
+    UserError,
+)
+from .events import Event, from_ms
+from .states import TERMINAL_STATES, TaskState, check_transition, sources
+
+__all__ = ("Task", "TaskError", "current_task")
+
+_S = TaskState
+_CURRENT: ContextVar[Task | None] = ContextVar("taskloom_current_task", default=None)
+
+
+def current_task() -> Task | None:
+    """The task whose `async with` block encloses the running code, or `None`.
+
+    Each asyncio task sees its own, so concurrent sibling tasks never see each other's.
+    """
+    return _CURRENT.get()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskError:
+    """What a failed task recorded about its failure."""
+
+    type: str | None
+    """The exception's type name, when an exception caused the failure."""
+    message: str
+    """What went wrong."""
+
+
+class TaskHost(Protocol):
+    """What a `Task` needs from the runtime that made it (implemented by `Runtime`)."""
+
+    max_payload_bytes: int
+    max_progress_bytes: int
+
+    async def _create(self, record: TaskRecord, events: list[NewEvent]) -> tuple[TaskRecord, bool]:
+        ...
+
+    async def _apply(self, change: Change) -> int | None:
+        ...
+
+    async def _reload(self, task_id: str) -> TaskRecord:
+        ...
+
+    def _attach(self, task: Task) -> None:
+        ...
+
+    def _detach(self, task: Task) -> None:
+        ...
+
+    def _expire_later(self, task: Task) -> None:
+        ...
+
+    def events(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
+        ...
+
+
+class Task:
+    """One unit of work: its record (state, progress, result, timestamps) and its controls.
+
+    Make one with `Runtime.task` or `Runtime.create`, or fetch one with `Runtime.get`.
+    Attributes are a snapshot of the record; `await task.refresh()` reloads it.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_body",
+        "_cancelling",
+        "_exiting",
+        "_host",
+        "_interrupted",
+        "_rec",
+        "_stored",
+        "_timer",
+        "_token",
+    )
+
+    def __init__(self, host: TaskHost, record: TaskRecord, *, stored: bool) -> None:
+        self._host = host
+        self._rec = record
+        self._stored = stored
+        self._body: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+        self._exiting = False
+        self._interrupted = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._token: Token[Task | None] | None = None
+
+    # -- the record ------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The task's id, known from creation on."""
+        return self._rec.id
+
+    @property
+    def name(self) -> str:
+        return self._rec.name
+
+    @property
+    def owner(self) -> str | None:
+        return self._rec.owner
+
+    @property
+    def state(self) -> TaskState:
+        return self._rec.state
+
+    @property
+    def reason(self) -> str | None:
+        """Why the task ended as it did (a failure, cancel or expiry reason)."""
+        return self._rec.reason
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._rec.parent_id
+
+    @property
+    def payload(self) -> Any:
+        """The task's input (JSON)."""
+        return json.loads(self._rec.payload)
+
+    @property
+    def current_progress(self) -> Mapping[str, Any]:
+        """The progress reported so far, merged (read-only); `progress()` adds to it."""
+        return MappingProxyType(self._rec.progress)
+
+    @property
+    def output(self) -> Any:
+        """The stored result (JSON) of a completed task, else `None`. See also `result()`."""
+        return None if self._rec.result is None else json.loads(self._rec.result)
+
+    @property
+    def error(self) -> TaskError | None:
+        """What a failed task recorded, else `None`."""
+        if self._rec.error is None:
+            return None
+        data = json.loads(self._rec.error)
+        return TaskError(type=data.get("type"), message=data.get("message", ""))
+
+    @property
+    def last_seq(self) -> int:
+        """The `seq` of the newest event this snapshot has seen."""
+        return self._rec.last_seq
+
+    @property
+    def created_at(self) -> datetime:
+        return from_ms(self._rec.created_ms)
+
+    @property
+    def updated_at(self) -> datetime:
+        return from_ms(self._rec.updated_ms)
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _dt(self._rec.started_ms)
+
+    @property
+    def ended_at(self) -> datetime | None:
+        return _dt(self._rec.ended_ms)
+
+    @property
+    def last_progress_at(self) -> datetime | None:
+        return _dt(self._rec.last_progress_ms)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return _dt(self._rec.expires_ms)
+
+    @property
+    def purge_at(self) -> datetime | None:
+        """When retention deletes the ended task."""
+        return _dt(self._rec.purge_ms)
+
+    def __repr__(self) -> str:
+        return f"<Task {self._rec.id!r} {self._rec.name!r} {self._rec.state.value}>"
+
+    async def refresh(self) -> Self:
+        """Reload the record from the store."""
+        self._rec = await self._host._reload(self._rec.id)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        self._stored = True
+        return self
+
+    def events(self, *, after: int = 0) -> AsyncIterator[Event]:
+        """Every event after `after`, then live ones until the task ends (any process)."""
+        return self._host.events(self._rec.id, after=after)
+
+    async def result(self) -> Any:
+        """Wait until the task ends; return its result or raise why it has none.
+
+        Raises:
+            TaskFailedError: it failed. TaskCancelledError, TaskExpiredError,
+            TaskRejectedError: it ended that way.
+        """
+        if self._rec.state not in TERMINAL_STATES:
+            async for event in self.events(after=self._rec.last_seq):
+                if event.kind in TERMINAL_STATES:
+                    break
+            await self.refresh()
+        if self._rec.state is _S.COMPLETED:
+            return self.output
+        raise self._ended_error()
+
+    # -- transitions -----------------------------------------------------------------------
+
+    async def progress(self, update: Mapping[str, Any]) -> None:
+        """Merge `update` into the task's progress and record it as an event.
+
+        Each key replaces the stored one (a shallow merge). A no-op once the task has ended.
+
+        Raises:
+            InvalidTransitionError: the task has not been started.
+            NotSerializableError, PayloadTooLargeError: `update` cannot be stored.
+        """
+        rec = self._rec
+        if rec.state in TERMINAL_STATES:
+            return
+        if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):  # pyright: ignore[reportUnnecessaryIsInstance] -- callers may pass anything
+            raise UserError(f"progress must be a mapping with str keys, not {update!r}")
+        if rec.state is _S.SUBMITTED:
+            raise InvalidTransitionError(
+                f"cannot report progress on task {rec.id!r}: it is submitted; enter it first"
+                " (`async with task:`)"
+            )
+        text = encode(update, what="progress", task_id=rec.id, limit=self._host.max_progress_bytes)
+        patch: dict[str, Any] = json.loads(text)
+        at = now_ms()
+        change = Change(
+            task_id=rec.id,
+            event=NewEvent(kind="progressed", data=f'{{"progress":{text}}}', at_ms=at),
+            from_states=_PROGRESS_FROM,
+            progress=patch,
+            progress_json=text,
+        )
+        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if seq is None:
+            await self._settle_refused(None)
+            return
+        rec.progress.update(patch)
+        rec.last_progress_ms = rec.updated_ms = at
+        rec.last_seq = seq
+
+    async def complete(self, result: Any = None) -> bool:
+        """End the task `completed` with `result` (JSON-serialisable; pydantic models are fine).
+
+        Returns:
+            `True` if this call ended the task, `False` if it had already ended (a no-op).
+        """
+        if self._rec.state in TERMINAL_STATES:
+            return False
+        text = encode(result, what="result", task_id=self._rec.id, limit=self._host.max_payload_bytes)
+        return await self._end(_S.COMPLETED, data=f'{{"result":{text}}}', result=text)
+
+    async def fail(self, error: str | BaseException, *, reason: str = "error") -> bool:
+        """End the task `failed`, recording the error's type and message.
+
+        Returns:
+            `True` if this call ended the task, `False` if it had already ended.
+        """
+        if isinstance(error, BaseException):
+            etype, message = type(error).__name__, str(error) or type(error).__name__
+        else:
+            etype, message = None, str(error)
+        limit = self._host.max_payload_bytes
+        message = message[: limit // 2]
+        err = encode({"type": etype, "message": message}, what="error", task_id=self.id, limit=limit)
+        data = encode(
+            {"reason": reason, "error_type": etype, "message": message},
+            what="error",
+            task_id=self.id,
+            limit=limit,
+        )
+        return await self._end(_S.FAILED, data=data, reason=reason, error=err)
+
+    async def cancel(self, reason: str = "") -> bool:
+        """End the task `cancelled`. From outside its `async with` block, this interrupts it.
+
+        Returns:
+            `True` if this call ended the task, `False` if it had already ended.
+        """
+        return await self._end(_S.CANCELLED, data=_reason_data(reason), reason=reason)
+
+    async def reject(self, reason: str = "") -> bool:
+        """End the task `rejected`: it is declined.
+
+        Returns:
+            `True` if this call ended the task, `False` if it had already ended.
+        """
+        return await self._end(_S.REJECTED, data=_reason_data(reason), reason=reason)
+
+    async def expire(self, reason: str = "ttl") -> bool:
+        """End the task `expired` (reason `ttl` or `deadline`).
+
+        Returns:
+            `True` if this call ended the task, `False` if it had already ended.
+        """
+        return await self._end(_S.EXPIRED, data=_reason_data(reason), reason=reason)
+
+    async def _end(
+        self,
+        target: TaskState,
+        *,
+        data: str,
+        reason: str | None = None,
+        result: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if not check_transition(self._rec.id, self._rec.state, target):
+            return False
+        at = now_ms()
+        change = Change(
+            task_id=self._rec.id,
+            event=NewEvent(kind=target.value, data=data, at_ms=at),
+            from_states=sources(target),
+            to_state=target,
+            reason=reason,
+            result=result,
+            error=error,
+        )
+        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if seq is None:
+            await self._settle_refused(target)
+            return False
+        rec = self._rec
+        rec.state = target
+        rec.reason, rec.result, rec.error = reason, result, error
+        rec.ended_ms = rec.updated_ms = at
+        rec.purge_ms = at + rec.retention_ms
+        rec.last_seq = seq
+        return True
+
+    async def _settle_refused(self, target: TaskState | None) -> None:
+        """A conditional write was refused: learn the stored state and explain it."""
+        self._rec = await self._host._reload(self._rec.id)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if self._rec.state in TERMINAL_STATES:
+            self._interrupt()
+            return
+        if target is not None:
+            check_transition(self._rec.id, self._rec.state, target)
+        raise ConflictError(
+            f"task {self._rec.id!r} changed under this handle (it is now {self._rec.state.value});"
+            " another handle or process is driving it"
+        )
+
+    # -- the block -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._body is not None:
+            raise UserError(f"task {self.id!r} is already entered; a task runs once")
+        await self._start()
+        body = asyncio.current_task()
+        assert body is not None, "a Task is entered from inside an asyncio task"
+        self._body, self._cancelling = body, body.cancelling()
+        self._token = _CURRENT.set(self)
+        self._host._attach(self)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if self._rec.expires_ms is not None:
+            loop = asyncio.get_running_loop()
+            delay = (self._rec.expires_ms - now_ms()) / 1000
+            self._timer = loop.call_at(loop.time() + delay, self._host._expire_later, self)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        return self
+
+    async def _start(self) -> None:
+        rec = self._rec
+        at = now_ms()
+        if rec.expires_ms is not None and rec.expires_ms <= at:
+            if self._stored:
+                await self.expire("ttl")
+            raise self._ended_error() if self._stored else TaskExpiredError(
+                f"task {rec.id!r} expired before it started", task_id=rec.id, state="expired", reason="ttl"
+            )
+        if not self._stored:
+            rec.created_ms = rec.updated_ms = rec.started_ms = at
+            rec.state = _S.WORKING
+            stored, created = await self._host._create(rec, [_submitted(rec, at), _started(at)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
+            self._rec, self._stored = stored, True
+            if created:
+                return
+        rec = self._rec
+        if rec.state in TERMINAL_STATES:
+            if rec.state is _S.COMPLETED:
+                raise ConflictError(
+                    f"task {rec.id!r} already completed; read its result with"
+                    " `await rt.get(task_id)` or start a new task with another id"
+                )
+            raise self._ended_error()
+        if rec.state is not _S.SUBMITTED:
+            raise ConflictError(
+                f"task {rec.id!r} is already {rec.state.value} under another handle;"
+                " a task runs in one place at a time"
+            )
+        change = Change(
+            task_id=rec.id,
+            event=_started(at),
+            from_states=sources(_S.WORKING),
+            to_state=_S.WORKING,
+        )
+        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if seq is None:
+            await self.refresh()
+            return await self._start()
+        rec.state, rec.started_ms, rec.updated_ms, rec.last_seq = _S.WORKING, at, at, seq
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._exiting = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._host._detach(self)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+        if self._interrupted:
+            return await self._exit_interrupted(exc)
+        if exc is None:
+            if self._rec.state is _S.WORKING:
+                await self.complete(None)
+            return False
+        if isinstance(exc, Exception):
+            await asyncio.shield(self.fail(exc))
+            return False
+        await asyncio.shield(self.cancel(_cancel_reason(exc)))
+        return False
+
+    async def _exit_interrupted(self, exc: BaseException | None) -> bool:
+        """Leave a body that this handle interrupted because the task ended elsewhere."""
+        body = self._body
+        assert body is not None
+        if exc is None:
+            # the body finished before our cancel reached it: take the cancel here
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                pass
+        if body.uncancel() > self._cancelling:
+            return False  # someone else cancelled the body too: let that propagate
+        if self._rec.state is _S.COMPLETED:
+            return True
+        raise self._ended_error() from (None if isinstance(exc, asyncio.CancelledError) else exc)
+
+    def _interrupt(self) -> None:
+        """Stop the body: the task ended (elsewhere, or by another coroutine)."""
+        body = self._body
+        if body is None or self._exiting or self._interrupted or body is asyncio.current_task():
+            return
+        self._interrupted = True
+        body.cancel(f"taskloom: task {self._rec.id!r} ended {self._rec.state.value}")
+
+    def _ended_externally(self, record: TaskRecord) -> None:
+        """Called by the runtime when the store shows this task ended without this handle."""
+        if self._rec.state not in TERMINAL_STATES:
+            self._rec = record
+            self._interrupt()
+
+    def _ended_error(self) -> TaskEndedError:
+        rec = self._rec
+        state, reason = rec.state, rec.reason
+        because = f": {reason}" if reason else ""
+        if state is _S.FAILED:
+            err = self.error
+            return TaskFailedError(
+                f"task {rec.id!r} failed{because}" + (f" ({err.message})" if err else ""),
+                task_id=rec.id,
+                reason=reason,
+                error_type=err.type if err else None,
+                error_message=err.message if err else None,
+            )
+        cls = _ENDED_ERRORS.get(state, TaskEndedError)
+        return cls(f"task {rec.id!r} {state.value}{because}", task_id=rec.id, state=state, reason=reason)
+
+
+_PROGRESS_FROM = (_S.WORKING.value, _S.INPUT_REQUIRED.value)
+_ENDED_ERRORS: dict[TaskState, type[TaskEndedError]] = {
+    _S.CANCELLED: TaskCancelledError,
+    _S.EXPIRED: TaskExpiredError,
+    _S.REJECTED: TaskRejectedError,
+}
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
+
+
+def _reason_data(reason: str) -> str:
+    return json.dumps({"reason": reason})
+
+
+def _cancel_reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "the asyncio task running it was cancelled"
+    return f"interrupted by {type(exc).__name__}"
+
+
+def _submitted(rec: TaskRecord, at: int) -> NewEvent:
+    data = (
+        f'{{"name":{json.dumps(rec.name)},"owner":{json.dumps(rec.owner)},'
+        f'"payload":{rec.payload},"parent_id":{json.dumps(rec.parent_id)},'
+        f'"expires_at":{json.dumps(rec.expires_ms)}}}'
+    )
+    return NewEvent(kind="submitted", data=data, at_ms=at)
+
+
+def _started(at: int) -> NewEvent:
+    return NewEvent(kind="started", data="{}", at_ms=at)
+
+
+def submitted_event(rec: TaskRecord, at: int) -> NewEvent:
+    """The `submitted` event for a new record (used by `Runtime.create`)."""
+    return _submitted(rec, at)
