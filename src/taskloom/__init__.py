@@ -41,7 +41,7 @@ from .events import TaskSubmitted as TaskSubmitted
 from .runtime import Runtime as Runtime
 from .runtime import SweepReport as SweepReport
 from .runtime import TaskPage as TaskPage
-from .runtime import open as open  # noqa: A004 -- the public verb
+from .runtime import open as open
 from .spec import TaskSpec as TaskSpec
 from .states import TERMINAL_STATES as TERMINAL_STATES
 from .states import TaskState as TaskState

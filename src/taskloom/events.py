@@ -160,7 +160,7 @@ Event = (
 """Any task event; match on `kind` (or the class) and end with `assert_never`."""
 
 _CLASSES: dict[str, type[Any]] = {
-    next(f.default for f in fields(cls) if f.name == "kind"): cls
+    str(next(f.default for f in fields(cls) if f.name == "kind")): cls
     for cls in (
         TaskSubmitted,
         TaskStarted,

@@ -70,26 +70,21 @@ class TaskHost(Protocol):
     max_payload_bytes: int
     max_progress_bytes: int
 
-    async def _create(self, record: TaskRecord, events: list[NewEvent]) -> tuple[TaskRecord, bool]:
-        ...
+    async def _create(
+        self, record: TaskRecord, events: list[NewEvent]
+    ) -> tuple[TaskRecord, bool]: ...
 
-    async def _apply(self, change: Change) -> int | None:
-        ...
+    async def _apply(self, change: Change) -> int | None: ...
 
-    async def _reload(self, task_id: str) -> TaskRecord:
-        ...
+    async def _reload(self, task_id: str) -> TaskRecord: ...
 
-    def _attach(self, task: Task) -> None:
-        ...
+    def _attach(self, task: Task) -> None: ...
 
-    def _detach(self, task: Task) -> None:
-        ...
+    def _detach(self, task: Task) -> None: ...
 
-    def _expire_later(self, task: Task) -> None:
-        ...
+    def _expire_later(self, task: Task) -> None: ...
 
-    def events(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]:
-        ...
+    def events(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]: ...
 
 
 class Task:
@@ -284,7 +279,9 @@ class Task:
         """
         if self._rec.state in TERMINAL_STATES:
             return False
-        text = encode(result, what="result", task_id=self._rec.id, limit=self._host.max_payload_bytes)
+        text = encode(
+            result, what="result", task_id=self._rec.id, limit=self._host.max_payload_bytes
+        )
         return await self._end(_S.COMPLETED, data=f'{{"result":{text}}}', result=text)
 
     async def fail(self, error: str | BaseException, *, reason: str = "error") -> bool:
@@ -299,7 +296,9 @@ class Task:
             etype, message = None, str(error)
         limit = self._host.max_payload_bytes
         message = message[: limit // 2]
-        err = encode({"type": etype, "message": message}, what="error", task_id=self.id, limit=limit)
+        err = encode(
+            {"type": etype, "message": message}, what="error", task_id=self.id, limit=limit
+        )
         data = encode(
             {"reason": reason, "error_type": etype, "message": message},
             what="error",
@@ -401,8 +400,15 @@ class Task:
         if rec.expires_ms is not None and rec.expires_ms <= at:
             if self._stored:
                 await self.expire("ttl")
-            raise self._ended_error() if self._stored else TaskExpiredError(
-                f"task {rec.id!r} expired before it started", task_id=rec.id, state="expired", reason="ttl"
+            raise (
+                self._ended_error()
+                if self._stored
+                else TaskExpiredError(
+                    f"task {rec.id!r} expired before it started",
+                    task_id=rec.id,
+                    state="expired",
+                    reason="ttl",
+                )
             )
         if not self._stored:
             rec.created_ms = rec.updated_ms = rec.started_ms = at
@@ -504,7 +510,9 @@ class Task:
                 error_message=err.message if err else None,
             )
         cls = _ENDED_ERRORS.get(state, TaskEndedError)
-        return cls(f"task {rec.id!r} {state.value}{because}", task_id=rec.id, state=state, reason=reason)
+        return cls(
+            f"task {rec.id!r} {state.value}{because}", task_id=rec.id, state=state, reason=reason
+        )
 
 
 _PROGRESS_FROM = (_S.WORKING.value, _S.INPUT_REQUIRED.value)

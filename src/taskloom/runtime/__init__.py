@@ -3,6 +3,6 @@
 from ._runtime import Runtime as Runtime
 from ._runtime import SweepReport as SweepReport
 from ._runtime import TaskPage as TaskPage
-from ._runtime import open as open  # noqa: A004 -- the public verb
+from ._runtime import open as open
 
 __all__ = ("Runtime", "SweepReport", "TaskPage", "open")

@@ -276,7 +276,9 @@ class Runtime:
         more = len(records) > limit
         records = records[:limit]
         next_cursor = _encode_cursor(records[-1]) if more else None
-        return TaskPage(tasks=[Task(self, r, stored=True) for r in records], next_cursor=next_cursor)
+        return TaskPage(
+            tasks=[Task(self, r, stored=True) for r in records], next_cursor=next_cursor
+        )
 
     async def cancel(self, task_id: str, *, reason: str = "") -> Task:
         """Cancel a task from anywhere; a running handle (in any process) is interrupted.
@@ -449,7 +451,7 @@ class _Opening:
             await self._runtime.close()
 
 
-def open(url: str = "sqlite:///taskloom.db", **options: Any) -> _Opening:  # noqa: A001 -- the public verb
+def open(url: str = "sqlite:///taskloom.db", **options: Any) -> _Opening:
     """Open a runtime on the store at `url`.
 
     ```python
@@ -471,8 +473,17 @@ def open(url: str = "sqlite:///taskloom.db", **options: Any) -> _Opening:  # noq
         StoreFormatError: the file or database is not a taskloom store.
         MigrationError: its schema is newer than this taskloom.
     """
-    known = {"retention", "max_payload_bytes", "max_progress_bytes", "poll_interval", "sweep_interval", "synchronous"}
+    known = {
+        "retention",
+        "max_payload_bytes",
+        "max_progress_bytes",
+        "poll_interval",
+        "sweep_interval",
+        "synchronous",
+    }
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UserError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return _Opening(url, dict(options))

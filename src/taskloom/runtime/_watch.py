@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 from .._record import TaskRecord
 from ..states import TERMINAL_STATES
@@ -34,7 +34,7 @@ class Bus:
         """Set whenever there is something for the watcher to watch."""
 
     @contextlib.contextmanager
-    def subscribe(self, task_id: str) -> Iterator[asyncio.Event]:
+    def subscribe(self, task_id: str) -> Generator[asyncio.Event]:
         """Register interest in `task_id`; the event is set whenever it may have news."""
         waiter = asyncio.Event()
         self._subs.setdefault(task_id, set()).add(waiter)

@@ -63,8 +63,8 @@ class Store(abc.ABC):
         """The state and last `seq` of each existing task among `task_ids`."""
 
     @abc.abstractmethod
-    async def wait_for_change(self, timeout: float) -> None:
-        """Return when another writer may have changed something, or after `timeout` seconds.
+    async def wait_for_change(self, max_wait: float) -> None:
+        """Return when another writer may have changed something, or after `max_wait` seconds.
 
         Writes made through this store object need not wake it: the runtime already knows.
         """

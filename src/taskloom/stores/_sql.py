@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .._record import TaskQuery, TaskRecord
 from ..states import TERMINAL_STATES, TaskState
@@ -64,7 +64,8 @@ def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
 
     Parameters: 1 new state or NULL, 2 reason, 3 result, 4 error, 5 progress (SQLite: the
     merged object; PostgreSQL: the patch), 6 the time, 7 whether the change ends the task,
-    8 the task id. Returns the new `last_seq`, or no row when the state did not match.
+    8 the task id. Returns the new `last_seq`, or no row when the state did not match. A
+    terminal record is never matched, whatever `from_states` says: terminal is absorbing.
     """
     if dialect == "sqlite":
         progress = "coalesce({p5}, progress)"
@@ -87,6 +88,7 @@ def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
         updated_ms = {{p6}},
         last_seq = last_seq + 1
     WHERE id = {{p8}} AND state IN ({_in_list(from_states)})
+        AND state NOT IN ({_in_list(sorted(TERMINAL_STATES))})
     RETURNING last_seq"""
     return render(sql, dialect)
 
@@ -158,7 +160,13 @@ def record_params(rec: TaskRecord) -> tuple[Any, ...]:
     )
 
 
-def record_from_row(row: Sequence[Any]) -> TaskRecord:
+class Row(Protocol):
+    """A database row: `sqlite3` tuples and `asyncpg` records both index by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def record_from_row(row: Row) -> TaskRecord:
     """A record from a row of `TASK_COLUMNS`."""
     return TaskRecord(
         id=row[0],

@@ -52,7 +52,8 @@ class MemoryStore(Store):
 
     async def apply(self, change: Change) -> int | None:
         rec = self._tasks.get(change.task_id)
-        if rec is None or rec.state not in change.from_states:
+        # a terminal record is never changed, whatever `from_states` says: terminal is absorbing
+        if rec is None or rec.state not in change.from_states or rec.state.terminal:
             return None
         at = change.event.at_ms
         if change.to_state is not None:
@@ -99,11 +100,11 @@ class MemoryStore(Store):
                 heads[task_id] = (rec.state, rec.last_seq)
         return heads
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, max_wait: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(max_wait):
                 await fut
         except TimeoutError:
             pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -40,7 +40,7 @@ _OUR_TABLES = frozenset({"tasks", "events", "taskloom_schema"})
 
 def _driver() -> Any:
     try:
-        import asyncpg  # noqa: PLC0415 -- optional dependency, imported when used
+        import asyncpg
     except ImportError:
         raise UserError(
             "PostgreSQL needs the asyncpg driver: pip install 'taskloom[postgres]'"
@@ -91,7 +91,7 @@ class PostgresStore(Store):
         return cls(dsn, schema, pool, shown)
 
     @contextlib.asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self) -> AsyncGenerator[asyncpg.pool.PoolConnectionProxy[asyncpg.Record]]:
         if self._closed:
             raise StoreUnavailableError(f"the store {self.url} is closed")
         async with _errors(self.url), self._pool.acquire() as conn:
@@ -131,8 +131,18 @@ class PostgresStore(Store):
         state = None if change.to_state is None else change.to_state.value
         async with self._conn() as conn:
             row = await conn.fetchrow(
-                sql, state, change.reason, change.result, change.error, change.progress_json,
-                ev.at_ms, change.terminal, change.task_id, ev.kind, ev.data, self._channel,
+                sql,
+                state,
+                change.reason,
+                change.result,
+                change.error,
+                change.progress_json,
+                ev.at_ms,
+                change.terminal,
+                change.task_id,
+                ev.kind,
+                ev.data,
+                self._channel,
             )
         return None if row is None else row[0]
 
@@ -165,12 +175,12 @@ class PostgresStore(Store):
             )
         return {r[0]: (TaskState(r[1]), r[2]) for r in rows}
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, max_wait: float) -> None:
         if self._listener is None or self._listener.is_closed():
             await self._listen()
         if not self._changed.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(max_wait):
                     await self._changed.wait()
         self._changed.clear()
 
@@ -276,7 +286,7 @@ async def _migrate(conn: asyncpg.Connection, schema: str, shown: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _errors(url: str) -> AsyncIterator[None]:
+async def _errors(url: str) -> AsyncGenerator[None]:
     """Translate driver and network errors into `StoreError`s."""
     asyncpg = _driver()
     try:

@@ -23,7 +23,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,8 +131,16 @@ class SQLiteStore(Store):
             state = None if change.to_state is None else change.to_state.value
             row = conn.execute(
                 update,
-                (state, change.reason, change.result, change.error, progress, ev.at_ms,
-                 int(change.terminal), change.task_id),
+                (
+                    state,
+                    change.reason,
+                    change.result,
+                    change.error,
+                    progress,
+                    ev.at_ms,
+                    int(change.terminal),
+                    change.task_id,
+                ),
             ).fetchone()
             if row is None:
                 return None
@@ -163,14 +171,14 @@ class SQLiteStore(Store):
         rows = await self._read(lambda conn: conn.execute(sql, (ids,)).fetchall())
         return {r[0]: (TaskState(r[1]), r[2]) for r in rows}
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, max_wait: float) -> None:
         def version(conn: sqlite3.Connection) -> int:
             return conn.execute("PRAGMA data_version").fetchone()[0]
 
         if await self._read(version) != self._data_version:
             self._data_version = await self._read(version)
             return
-        await asyncio.sleep(timeout)
+        await asyncio.sleep(max_wait)
         self._data_version = await self._read(version)
 
     async def overdue(self, now_ms: int, *, limit: int = 500) -> list[str]:
@@ -262,7 +270,9 @@ class _Writer(threading.Thread):
                 raise
         except Exception as exc:
             outcomes = [(None, exc)] * len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        ] = {}
         for (_, fut, loop), (value, exc) in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append((fut, value, _translate(exc)))
         for loop, settled in by_loop.items():
@@ -350,7 +360,9 @@ def _open_files(path: str, synchronous: str) -> tuple[sqlite3.Connection, sqlite
     try:
         with _as_store_error(path):
             _check_and_migrate(writer, path, synchronous)
-            reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            reader = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=10
+            )
             reader.execute("PRAGMA query_only = ON")
             reader.execute("PRAGMA busy_timeout = 10000")
     except BaseException:
@@ -401,7 +413,7 @@ def _statements(sql: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _as_store_error(path: str) -> Iterator[None]:
+def _as_store_error(path: str) -> Generator[None]:
     try:
         yield
     except sqlite3.DatabaseError as exc:
@@ -415,4 +427,3 @@ def _as_store_error(path: str) -> Iterator[None]:
         raise translated from exc
     except OSError as exc:
         raise StoreUnavailableError(f"cannot use the SQLite file {path!r}: {exc}") from exc
-
