@@ -8,6 +8,7 @@ afterwards. When no server answers they skip locally and fail in CI (`CI=true`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,7 @@ def _postgres_answers() -> bool:
     global _pg_checked
     if _pg_checked is None:
         try:
-            import asyncpg  # noqa: PLC0415 -- only when PostgreSQL tests run
+            import asyncpg  # imported here: only when PostgreSQL tests run
         except ImportError:
             _pg_checked = False
             return False
@@ -40,7 +41,9 @@ def _postgres_answers() -> bool:
             await conn.close()
             return True
 
-        _pg_checked = asyncio.run(probe())
+        # a thread of its own: callers may be inside a running event loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _pg_checked = pool.submit(asyncio.run, probe()).result()
     return _pg_checked
 
 
@@ -54,7 +57,7 @@ def require_postgres() -> None:
 
 
 async def drop_schema(schema: str) -> None:
-    import asyncpg  # noqa: PLC0415 -- only when PostgreSQL tests run
+    import asyncpg  # imported here: only when PostgreSQL tests run
 
     conn = await asyncpg.connect(POSTGRES_URL)
     try:
@@ -78,9 +81,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tasks.db'}"
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a fresh, empty store of each kind."""
     if request.param == "memory":

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import pytest
+
+import taskloom
+from taskloom.stores import postgres
+
+from tests.conftest import POSTGRES_URL, drop_schema, require_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_unreachable_server_is_a_clear_error_fast() -> None:
+    started = time.perf_counter()
+    with pytest.raises(taskloom.StoreUnavailableError, match="server is running"):
+        await taskloom.open("postgresql://postgres@127.0.0.1:1/test")
+    assert time.perf_counter() - started < 5
+
+
+async def test_missing_database_is_a_clear_error() -> None:
+    require_postgres()
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_database_here"
+    with pytest.raises(taskloom.StoreUnavailableError, match="does not exist"):
+        await taskloom.open(url)
+
+
+def test_password_is_not_shown() -> None:
+    shown = postgres._parse("postgresql://u:secret@h:5/db?schema=x")[2]  # pyright: ignore[reportPrivateUsage]
+    assert "secret" not in shown
+    assert shown == "postgresql://u:***@h:5/db?schema=x"
+
+
+async def test_bad_schema_name_is_refused() -> None:
+    with pytest.raises(taskloom.UserError, match="identifier"):
+        await taskloom.open(f"{POSTGRES_URL}?schema=bad;name")
+
+
+async def test_newer_schema_refuses_to_start(postgres_url: str) -> None:
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    async with taskloom.open(postgres_url):
+        pass
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'INSERT INTO "{schema}".taskloom_schema (version) VALUES (999)')
+        before = await conn.fetchval(f'SELECT count(*) FROM "{schema}".taskloom_schema')
+    finally:
+        await conn.close()
+    with pytest.raises(taskloom.MigrationError, match="upgrade taskloom"):
+        await taskloom.open(postgres_url)
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        after = await conn.fetchval(f'SELECT count(*) FROM "{schema}".taskloom_schema')
+    finally:
+        await conn.close()
+    assert after == before
+
+
+async def test_foreign_schema_is_refused_and_left_alone() -> None:
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'CREATE TABLE "{schema}".invoices (id int)')
+        with pytest.raises(taskloom.StoreFormatError, match="something else"):
+            await taskloom.open(f"{POSTGRES_URL}?schema={schema}")
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+        assert [r[0] for r in tables] == ["invoices"]
+    finally:
+        await conn.close()
+        await drop_schema(schema)
+
+
+async def test_concurrent_opens_migrate_once(postgres_url: str) -> None:
+    runtimes = await asyncio.gather(*(taskloom.open(postgres_url) for _ in range(4)))
+    for rt in runtimes:
+        await rt.close()
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        versions = await conn.fetch(f'SELECT version FROM "{schema}".taskloom_schema')
+    finally:
+        await conn.close()
+    assert [r[0] for r in versions] == [1]
+
+
+async def test_notify_wakes_a_follower_in_another_runtime(postgres_url: str) -> None:
+    # a long poll interval: only LISTEN/NOTIFY can make the follower this quick
+    async with (
+        taskloom.open(postgres_url, poll_interval=5.0) as follower,
+        taskloom.open(postgres_url) as runner,
+    ):
+        task = await runner.create("notify")
+        seen: list[tuple[int, float]] = []
+
+        async def follow() -> None:
+            async for event in follower.events(task.id):
+                seen.append((event.seq, time.perf_counter()))
+
+        following = asyncio.create_task(follow())
+        await asyncio.sleep(0.3)
+        async with task:
+            sent = time.perf_counter()
+            await task.progress({"n": 1})
+        await asyncio.wait_for(following, 10)
+        assert [s for s, _ in seen] == [1, 2, 3, 4]
+        progressed_at = seen[2][1]
+        assert progressed_at - sent < 2.0
