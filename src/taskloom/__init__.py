@@ -53,7 +53,6 @@ from .task import TaskError as TaskError
 from .task import current_task as current_task
 
 __all__ = (
-    "TERMINAL_STATES",
     "ConflictError",
     "Event",
     "InvalidTransitionError",
@@ -69,6 +68,7 @@ __all__ = (
     "StoreFormatError",
     "StoreUnavailableError",
     "SweepReport",
+    "TERMINAL_STATES",
     "Task",
     "TaskCancelled",
     "TaskCancelledError",

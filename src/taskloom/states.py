@@ -24,9 +24,9 @@ from .errors import InvalidTransitionError
 
 __all__ = (
     "ACTIVE_STATES",
-    "TERMINAL_STATES",
     "ExpiryReason",
     "FailureReason",
+    "TERMINAL_STATES",
     "TaskState",
     "check_transition",
     "sources",

@@ -25,7 +25,7 @@ from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Protocol, Self
 
-from ._json import encode
+from ._json import dumps, encode
 from ._record import Change, NewEvent, TaskRecord, now_ms
 from .errors import (
     ConflictError,
@@ -98,6 +98,7 @@ class Task:
         "__weakref__",
         "_body",
         "_cancelling",
+        "_ending_in_body",
         "_exiting",
         "_host",
         "_interrupted",
@@ -113,6 +114,7 @@ class Task:
         self._stored = stored
         self._body: asyncio.Task[Any] | None = None
         self._cancelling = 0
+        self._ending_in_body = False
         self._exiting = False
         self._interrupted = False
         self._timer: asyncio.TimerHandle | None = None
@@ -295,7 +297,7 @@ class Task:
         else:
             etype, message = None, str(error)
         limit = self._host.max_payload_bytes
-        message = message[: limit // 2]
+        message = _clip(message, limit // 2)
         err = encode(
             {"type": etype, "message": message}, what="error", task_id=self.id, limit=limit
         )
@@ -352,7 +354,13 @@ class Task:
             result=result,
             error=error,
         )
-        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        # while the body ends its own task, a watcher that sees the new state first must not
+        # take it for an end from elsewhere and interrupt the body
+        self._ending_in_body = self._body is not None and self._body is asyncio.current_task()
+        try:
+            seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        finally:
+            self._ending_in_body = False
         if seq is None:
             await self._settle_refused(target)
             return False
@@ -398,18 +406,11 @@ class Task:
         rec = self._rec
         at = now_ms()
         if rec.expires_ms is not None and rec.expires_ms <= at:
-            if self._stored:
-                await self.expire("ttl")
-            raise (
-                self._ended_error()
-                if self._stored
-                else TaskExpiredError(
-                    f"task {rec.id!r} expired before it started",
-                    task_id=rec.id,
-                    state="expired",
-                    reason="ttl",
-                )
-            )
+            if not self._stored:  # keep a record of it, so that `rt.get` can say what happened
+                self._rec, _ = await self._host._create(rec, [_submitted(rec, rec.created_ms)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
+                self._stored = True
+            await self.expire("ttl")
+            raise self._ended_error()
         if not self._stored:
             rec.created_ms = rec.updated_ms = rec.started_ms = at
             rec.state = _S.WORKING
@@ -447,7 +448,7 @@ class Task:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         self._exiting = True
         if self._timer is not None:
             self._timer.cancel()
@@ -455,18 +456,22 @@ class Task:
         if self._token is not None:
             _CURRENT.reset(self._token)
         if self._interrupted:
-            return await self._exit_interrupted(exc)
-        if exc is None:
+            await self._exit_interrupted(exc)
+        elif exc is None:
             if self._rec.state is _S.WORKING:
                 await self.complete(None)
-            return False
-        if isinstance(exc, Exception):
+                self._raise_unless_completed()
+        elif isinstance(exc, Exception):
             await asyncio.shield(self.fail(exc))
-            return False
-        await asyncio.shield(self.cancel(_cancel_reason(exc)))
-        return False
+        else:
+            await asyncio.shield(self.cancel(_cancel_reason(exc)))
 
-    async def _exit_interrupted(self, exc: BaseException | None) -> bool:
+    def _raise_unless_completed(self) -> None:
+        """After the implicit completion: if the task ended elsewhere first, say how."""
+        if self._rec.state is not _S.COMPLETED:
+            raise self._ended_error()
+
+    async def _exit_interrupted(self, exc: BaseException | None) -> None:
         """Leave a body that this handle interrupted because the task ended elsewhere."""
         body = self._body
         assert body is not None
@@ -477,22 +482,29 @@ class Task:
             except asyncio.CancelledError:
                 pass
         if body.uncancel() > self._cancelling:
-            return False  # someone else cancelled the body too: let that propagate
-        if self._rec.state is _S.COMPLETED:
-            return True
+            # someone else cancelled the body too: that cancellation goes on
+            if exc is None:
+                raise asyncio.CancelledError
+            return
         raise self._ended_error() from (None if isinstance(exc, asyncio.CancelledError) else exc)
 
     def _interrupt(self) -> None:
-        """Stop the body: the task ended (elsewhere, or by another coroutine)."""
+        """Stop the body: the task ended (elsewhere, or by another coroutine).
+
+        A task completed by someone else is not interrupted: its work is done, and what
+        the body still writes is a no-op.
+        """
         body = self._body
-        if body is None or self._exiting or self._interrupted or body is asyncio.current_task():
+        # the body itself may be the caller (its own write was refused): the cancel then
+        # lands at its next await, or in `_exit_interrupted` if it has none
+        if body is None or self._exiting or self._interrupted or self._rec.state is _S.COMPLETED:
             return
         self._interrupted = True
         body.cancel(f"taskloom: task {self._rec.id!r} ended {self._rec.state.value}")
 
     def _ended_externally(self, record: TaskRecord) -> None:
         """Called by the runtime when the store shows this task ended without this handle."""
-        if self._rec.state not in TERMINAL_STATES:
+        if self._rec.state not in TERMINAL_STATES and not self._ending_in_body:
             self._rec = record
             self._interrupt()
 
@@ -525,6 +537,18 @@ _ENDED_ERRORS: dict[TaskState, type[TaskEndedError]] = {
 
 def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else from_ms(ms)
+
+
+def _clip(text: str, max_bytes: int) -> str:
+    """`text`, cut so that it takes at most `max_bytes` bytes as a JSON string.
+
+    Counting characters is not enough: one character may take up to six bytes of JSON.
+    """
+    size = len(dumps(text).encode())
+    while size > max_bytes and text:
+        text = text[: len(text) * max_bytes // size]
+        size = len(dumps(text).encode())
+    return text
 
 
 def _reason_data(reason: str) -> str:

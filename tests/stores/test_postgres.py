@@ -9,7 +9,6 @@ import pytest
 
 import taskloom
 from taskloom.stores import postgres
-
 from tests.conftest import POSTGRES_URL, drop_schema, require_postgres
 
 pytestmark = pytest.mark.postgres

@@ -28,7 +28,7 @@ from .._record import Change, NewEvent, TaskQuery, TaskRecord, now_ms
 from ..errors import ConflictError, NotFoundError, UserError
 from ..events import Event
 from ..spec import TaskSpec, check_seconds
-from ..states import TERMINAL_STATES, TaskState
+from ..states import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from ..stores import Store, open_store
 from ..task import Task, submitted_event
 from ._watch import Bus, watch
@@ -37,6 +37,7 @@ __all__ = ("Runtime", "SweepReport", "TaskPage", "open")
 
 _log = logging.getLogger("taskloom")
 _DEFAULT_RETENTION = timedelta(days=7)
+_ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATES))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,9 +302,11 @@ class Runtime:
         return self._follow(task_id, after)
 
     async def _follow(self, task_id: str, after: int) -> AsyncIterator[Event]:
-        await self._reload(task_id)
+        record = await self._reload(task_id)
         with self._bus.subscribe(task_id) as waiter:
             while True:
+                if record.state in TERMINAL_STATES and record.last_seq <= after:
+                    return  # it ended and its last event is behind `after`: nothing will come
                 waiter.clear()
                 batch = await self.store.read_events(task_id, after=after, limit=500)
                 for event in batch:
@@ -317,7 +320,7 @@ class Runtime:
                     async with asyncio.timeout(max(1.0, self.poll_interval * 20)):
                         await waiter.wait()
                 except TimeoutError:
-                    await self._reload(task_id)  # a purged task ends the subscription
+                    record = await self._reload(task_id)  # a purged task ends the subscription
 
     async def sweep(self) -> SweepReport:
         """Expire unfinished tasks past their time to live; purge ended ones past retention."""
@@ -357,7 +360,15 @@ class Runtime:
             self._bus.notify(change.task_id, seq)
             if change.terminal:
                 await self._interrupt_others(change.task_id)
+            if change.to_state is TaskState.CANCELLED:
+                await self._cancel_children(change.task_id)
         return seq
+
+    async def _cancel_children(self, parent_id: str) -> None:
+        """Cancelling a parent cancels its unfinished children (and theirs, in turn)."""
+        query = TaskQuery(parent_id=parent_id, states=_ACTIVE, limit=1000)
+        for child in await self.store.list(query):
+            await Task(self, child, stored=True).cancel(f"parent task {parent_id!r} was cancelled")
 
     async def _interrupt_others(self, task_id: str) -> None:
         """Tell this process's other live handles of the task that it has ended."""

@@ -188,8 +188,9 @@ class PostgresStore(Store):
         asyncpg = _driver()
         with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
             conn = await asyncpg.connect(self._dsn, timeout=10)
-            await conn.add_listener(self._channel, self._on_notify)
+            # held before the next await, so that `close` finds it even if we are cancelled
             self._listener = conn
+            await conn.add_listener(self._channel, self._on_notify)
         # without a listener the caller's timeout makes this a poll
 
     def _on_notify(self, *_: object) -> None:

@@ -380,20 +380,16 @@ def _check_and_migrate(conn: sqlite3.Connection, path: str, synchronous: str) ->
             f" {', '.join(sorted(foreign)[:5])}); give taskloom a file of its own"
         )
     conn.execute("PRAGMA busy_timeout = 10000")
+    known = _sql.migrations("sqlite")
+    if "taskloom_schema" in tables:  # refuse a newer schema before changing anything
+        _check_version(conn, path, len(known))
     if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
         raise StoreUnavailableError(f"cannot put {path!r} in WAL mode; is it on a network drive?")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    known = _sql.migrations("sqlite")
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS taskloom_schema (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT max(version) FROM taskloom_schema").fetchone()
-        current = row[0] or 0
-        if current > len(known):
-            raise MigrationError(
-                f"{path!r} has taskloom schema version {current}, newer than this taskloom knows"
-                f" ({len(known)}); upgrade taskloom (pip install -U taskloom)"
-            )
+        current = _check_version(conn, path, len(known))
         for version, sql in known[current:]:
             for statement in _statements(sql):
                 conn.execute(statement)
@@ -402,6 +398,16 @@ def _check_and_migrate(conn: sqlite3.Connection, path: str, synchronous: str) ->
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _check_version(conn: sqlite3.Connection, path: str, known: int) -> int:
+    current = conn.execute("SELECT max(version) FROM taskloom_schema").fetchone()[0] or 0
+    if current > known:
+        raise MigrationError(
+            f"{path!r} has taskloom schema version {current}, newer than this taskloom knows"
+            f" ({known}); upgrade taskloom (pip install -U taskloom)"
+        )
+    return current
 
 
 def _statements(sql: str) -> Iterator[str]:
