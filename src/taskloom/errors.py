@@ -5,8 +5,13 @@ TaskloomError
 ├── UserError                  misuse, raised early; fix the call
 │   ├── InvalidTransitionError     a state change the state machine forbids
 │   ├── NotSerializableError       a payload, progress, result or error that is not JSON
-│   └── PayloadTooLargeError       a payload over the configured size limit
+│   ├── PayloadTooLargeError       a payload over the configured size limit
+│   └── InvalidAnswerError         an answer to an input request that does not fit it
 └── RunError                   something went wrong while work ran
+    ├── ModelError                 the model provider failed or answered unusably
+    │   └── ModelHTTPError             the provider answered with an HTTP error status
+    ├── ToolError                  a tool failed in a way the model cannot fix
+    ├── UsageLimitExceededError    a turn, tool-call, token or cost limit was reached
     ├── TaskEndedError             the task ended without a result
     │   ├── TaskFailedError
     │   ├── TaskCancelledError
@@ -29,8 +34,11 @@ from datetime import timedelta
 
 __all__ = (
     "ConflictError",
+    "InvalidAnswerError",
     "InvalidTransitionError",
     "MigrationError",
+    "ModelError",
+    "ModelHTTPError",
     "NotFoundError",
     "NotSerializableError",
     "PayloadTooLargeError",
@@ -44,6 +52,8 @@ __all__ = (
     "TaskFailedError",
     "TaskRejectedError",
     "TaskloomError",
+    "ToolError",
+    "UsageLimitExceededError",
     "UserError",
 )
 
@@ -74,8 +84,61 @@ class PayloadTooLargeError(UserError):
     """A payload, progress update or result is larger than the configured limit."""
 
 
+class InvalidAnswerError(UserError):
+    """An answer to an `input_required` task that does not fit its request."""
+
+
 class RunError(TaskloomError):
     """A failure while work ran."""
+
+
+class ModelError(RunError):
+    """The model provider failed, or answered with something unusable.
+
+    Attributes:
+        model: The model's name (`provider:model`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        retryable: bool = False,
+        retry_after: timedelta | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ModelHTTPError(ModelError):
+    """The provider answered with an HTTP error status (`status_code`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        status_code: int,
+        retryable: bool = False,
+        retry_after: timedelta | None = None,
+    ) -> None:
+        super().__init__(message, model=model, retryable=retryable, retry_after=retry_after)
+        self.status_code = status_code
+
+
+class ToolError(RunError):
+    """A tool failed in a way the model cannot correct (raised to end the task)."""
+
+
+class UsageLimitExceededError(RunError):
+    """A limit (turns, tool calls, tokens, cost) was reached; `limit` names it."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class TaskEndedError(RunError):
