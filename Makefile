@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TASKLOOM_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install demo format lint typecheck test testcov bench all
+.PHONY: install demo lifecycle format lint typecheck test testcov bench all
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
+	$(BIN)/python examples/agent_demo.py
+
+lifecycle: install
 	$(BIN)/python examples/lifecycle.py
 
 format: install

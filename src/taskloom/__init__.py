@@ -10,9 +10,19 @@ async with taskloom.open("sqlite:///tasks.db") as rt:
 ```
 """
 
+from .agent import Agent as Agent
+from .agent import Approval as Approval
+from .agent import Block as Block
+from .agent import Limits as Limits
+from .agent import Retry as Retry
+from .agent import TaskFunction as TaskFunction
+from .agent import ToolCallCheck as ToolCallCheck
 from .errors import ConflictError as ConflictError
+from .errors import InvalidAnswerError as InvalidAnswerError
 from .errors import InvalidTransitionError as InvalidTransitionError
 from .errors import MigrationError as MigrationError
+from .errors import ModelError as ModelError
+from .errors import ModelHTTPError as ModelHTTPError
 from .errors import NotFoundError as NotFoundError
 from .errors import NotSerializableError as NotSerializableError
 from .errors import PayloadTooLargeError as PayloadTooLargeError
@@ -26,8 +36,14 @@ from .errors import TaskExpiredError as TaskExpiredError
 from .errors import TaskFailedError as TaskFailedError
 from .errors import TaskloomError as TaskloomError
 from .errors import TaskRejectedError as TaskRejectedError
+from .errors import ToolError as ToolError
+from .errors import UsageLimitExceededError as UsageLimitExceededError
 from .errors import UserError as UserError
 from .events import Event as Event
+from .events import GuardrailChecked as GuardrailChecked
+from .events import ModelCalled as ModelCalled
+from .events import ModelRetried as ModelRetried
+from .events import OutputRejected as OutputRejected
 from .events import TaskCancelled as TaskCancelled
 from .events import TaskCompleted as TaskCompleted
 from .events import TaskExpired as TaskExpired
@@ -38,6 +54,8 @@ from .events import TaskRejected as TaskRejected
 from .events import TaskResumed as TaskResumed
 from .events import TaskStarted as TaskStarted
 from .events import TaskSubmitted as TaskSubmitted
+from .events import ToolCalled as ToolCalled
+from .models import Model as Model
 from .runtime import Runtime as Runtime
 from .runtime import SweepReport as SweepReport
 from .runtime import TaskPage as TaskPage
@@ -51,16 +69,34 @@ from .stores import open_store as open_store
 from .task import Task as Task
 from .task import TaskError as TaskError
 from .task import current_task as current_task
+from .tools import IdempotencyKey as IdempotencyKey
+from .tools import Tool as Tool
+from .tools import tool as tool
+from .usage import Usage as Usage
 
 __all__ = (
+    "Agent",
+    "Approval",
+    "Block",
     "ConflictError",
     "Event",
+    "GuardrailChecked",
+    "IdempotencyKey",
+    "InvalidAnswerError",
     "InvalidTransitionError",
+    "Limits",
     "MemoryStore",
     "MigrationError",
+    "Model",
+    "ModelCalled",
+    "ModelError",
+    "ModelHTTPError",
+    "ModelRetried",
     "NotFoundError",
     "NotSerializableError",
+    "OutputRejected",
     "PayloadTooLargeError",
+    "Retry",
     "RunError",
     "Runtime",
     "Store",
@@ -79,6 +115,7 @@ __all__ = (
     "TaskExpiredError",
     "TaskFailed",
     "TaskFailedError",
+    "TaskFunction",
     "TaskInputRequired",
     "TaskPage",
     "TaskProgressed",
@@ -90,8 +127,15 @@ __all__ = (
     "TaskState",
     "TaskSubmitted",
     "TaskloomError",
+    "Tool",
+    "ToolCallCheck",
+    "ToolCalled",
+    "ToolError",
+    "Usage",
+    "UsageLimitExceededError",
     "UserError",
     "current_task",
     "open",
     "open_store",
+    "tool",
 )

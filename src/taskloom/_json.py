@@ -6,17 +6,48 @@ import dataclasses
 import enum
 import json
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from json.encoder import encode_basestring
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel
 
 from .errors import NotSerializableError, PayloadTooLargeError
 
-__all__ = ("dumps", "encode")
+__all__ = ("dumps", "encode", "is_flat")
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+# `_ENCODER` builds a C encoder on every call; `dumps` first tries one built once, with the
+# same settings but no `default` and no check for circular references (neither can be
+# shared between calls). On anything it cannot encode (a type needing `default`, NaN, a
+# cycle, which ends in `RecursionError`) `dumps` falls back to the full encoders, which
+# give the usual result or error; whatever it does encode, it encodes as they would.
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # private; always in CPython
+_FAST_ENCODER: Callable[[Any, int], list[str]] | None = (
+    None
+    if _make_encoder is None
+    else _make_encoder(None, None, encode_basestring, None, ":", ",", False, False, False)
+)
+_CONTAINERS = (dict, list)
+
+
+def is_flat(value: object) -> TypeGuard[dict[str, Any]]:
+    """Whether `value` is a `dict` of `str` keys to str, int, float, bool or None (exact types).
+
+    Such a dict round-trips through JSON unchanged (given finite floats), so a shallow copy
+    of it equals what `json.loads(dumps(value))` would give.
+    """
+    if type(value) is not dict:
+        return False
+    for key, item in value.items():  # pyright: ignore[reportUnknownVariableType] -- any dict
+        if type(key) is not str or type(item) not in _SCALARS:  # pyright: ignore[reportUnknownArgumentType] -- any dict
+            return False
+    return True
 
 
 def _default(value: Any) -> Any:
@@ -42,6 +73,13 @@ _DEFAULT_ENCODER = json.JSONEncoder(
 
 def dumps(value: Any) -> str:
     """Compact JSON text for `value`, converting pydantic models, dataclasses and the like."""
+    if value is None:
+        return "null"
+    if _FAST_ENCODER is not None and type(value) in _CONTAINERS:
+        try:
+            return "".join(_FAST_ENCODER(value, 0))
+        except (TypeError, ValueError, RecursionError):
+            pass  # the full encoders below encode it, or raise the usual error
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError):

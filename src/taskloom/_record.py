@@ -51,6 +51,26 @@ class TaskRecord:
     last_seq: int = 0
     epoch: int = 0
     """Incremented by each claim (fencing); reserved for durable workers."""
+    usage: str | None = None
+    """What an agent task has used (tokens, calls, cost), as JSON text."""
+
+    def copy(self) -> TaskRecord:
+        """A copy that shares nothing mutable with this record (its own `progress` dict).
+
+        Written out field by field because it runs on every store read and write of the
+        memory store: it is about three times faster than `dataclasses.replace`. Keep it
+        in step with the fields above (`tests/test_record.py` checks that it is).
+        """
+        new = object.__new__(TaskRecord)
+        new.id, new.name, new.owner, new.state = self.id, self.name, self.owner, self.state
+        new.reason, new.payload, new.progress = self.reason, self.payload, dict(self.progress)
+        new.result, new.error, new.parent_id = self.result, self.error, self.parent_id
+        new.created_ms, new.updated_ms = self.created_ms, self.updated_ms
+        new.started_ms, new.ended_ms = self.started_ms, self.ended_ms
+        new.last_progress_ms, new.expires_ms = self.last_progress_ms, self.expires_ms
+        new.retention_ms, new.purge_ms = self.retention_ms, self.purge_ms
+        new.last_seq, new.epoch, new.usage = self.last_seq, self.epoch, self.usage
+        return new
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,6 +99,8 @@ class Change:
     """Keys to merge into the record's progress (a shallow merge: each key replaces)."""
     progress_json: str | None = None
     """`progress` as JSON text."""
+    usage: str | None = None
+    """The task's usage so far, as JSON text, replacing the stored one."""
 
     @property
     def terminal(self) -> bool:

@@ -17,6 +17,10 @@ from typing import Any, Literal
 
 __all__ = (
     "Event",
+    "GuardrailChecked",
+    "ModelCalled",
+    "ModelRetried",
+    "OutputRejected",
     "TaskCancelled",
     "TaskCompleted",
     "TaskExpired",
@@ -27,6 +31,7 @@ __all__ = (
     "TaskResumed",
     "TaskStarted",
     "TaskSubmitted",
+    "ToolCalled",
     "event_data",
     "event_from_row",
 )
@@ -145,6 +150,75 @@ class TaskRejected(_EventBase):
     """Why it was declined."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelCalled(_EventBase):
+    """The model answered one turn; the answer is kept, so the log is the transcript."""
+
+    kind: Literal["model_called"] = "model_called"
+    turn: int = 0
+    model: str = ""
+    text: str = ""
+    """The answer's text (or structured output as JSON text)."""
+    tool_calls: list[dict[str, str]] = field(default_factory=list[dict[str, str]])
+    """`{"id", "name", "arguments"}` of each tool call asked for."""
+    finish_reason: str = "stop"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    """`None` when the model could not be priced."""
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRetried(_EventBase):
+    """A model call failed and will be tried again after `delay_s`."""
+
+    kind: Literal["model_retried"] = "model_retried"
+    turn: int = 0
+    attempt: int = 1
+    error: str = ""
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCalled(_EventBase):
+    """A tool call ended: its result, or the error the model was shown."""
+
+    kind: Literal["tool_called"] = "tool_called"
+    call_id: str = ""
+    name: str = ""
+    arguments: str = ""
+    """The arguments as the model wrote them."""
+    result: str | None = None
+    """The result as shown to the model, when it succeeded."""
+    error: str | None = None
+    """What went wrong (invalid arguments, an exception, a timeout, a refusal)."""
+    duration_ms: int = 0
+    effect: str = "idempotent"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardrailChecked(_EventBase):
+    """A guardrail gave its verdict on the input, the output or a tool call."""
+
+    kind: Literal["guardrail_checked"] = "guardrail_checked"
+    name: str = ""
+    stage: str = "output"
+    """`input`, `output` or `tool`."""
+    verdict: str = "pass"
+    """`pass`, `retry` or `block`."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputRejected(_EventBase):
+    """The model's answer did not fit the output type and was sent back to it."""
+
+    kind: Literal["output_rejected"] = "output_rejected"
+    attempt: int = 1
+    error: str = ""
+
+
 Event = (
     TaskSubmitted
     | TaskStarted
@@ -156,6 +230,11 @@ Event = (
     | TaskCancelled
     | TaskExpired
     | TaskRejected
+    | ModelCalled
+    | ModelRetried
+    | ToolCalled
+    | GuardrailChecked
+    | OutputRejected
 )
 """Any task event; match on `kind` (or the class) and end with `assert_never`."""
 
@@ -172,6 +251,11 @@ _CLASSES: dict[str, type[Any]] = {
         TaskCancelled,
         TaskExpired,
         TaskRejected,
+        ModelCalled,
+        ModelRetried,
+        ToolCalled,
+        GuardrailChecked,
+        OutputRejected,
     )
 }
 _BASE_FIELDS = frozenset({"task_id", "seq", "at", "kind"})

@@ -54,7 +54,10 @@ class TaskState(StrEnum):
 FailureReason = Literal[
     "error",
     "max_turns",
+    "max_tool_calls",
+    "max_tokens",
     "budget",
+    "output_invalid",
     "loop",
     "guardrail",
     "outcome_unknown",
@@ -64,8 +67,8 @@ FailureReason = Literal[
 ]
 """Why a task ended `failed`."""
 
-ExpiryReason = Literal["deadline", "ttl"]
-"""Why a task ended `expired`: its work deadline, or its time to live."""
+ExpiryReason = Literal["deadline", "ttl", "input_timeout"]
+"""Why a task ended `expired`: its work deadline, its time to live, or no answer in time."""
 
 _S = TaskState
 TERMINAL_STATES = frozenset({_S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.EXPIRED, _S.REJECTED})

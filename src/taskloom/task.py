@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Generic, Protocol, Self
 
-from ._json import dumps, encode
+from typing_extensions import TypeVar
+
+from ._json import dumps, encode, is_flat
 from ._record import Change, NewEvent, TaskRecord, now_ms
 from .errors import (
     ConflictError,
@@ -39,10 +42,13 @@ from .errors import (
 )
 from .events import Event, from_ms
 from .states import TERMINAL_STATES, TaskState, check_transition, sources
+from .usage import Usage
 
 __all__ = ("Task", "TaskError", "current_task")
 
 _S = TaskState
+# module constants: an enum member looked up on its class costs a descriptor call each time
+_SUBMITTED, _WORKING, _COMPLETED = _S.SUBMITTED, _S.WORKING, _S.COMPLETED
 _CURRENT: ContextVar[Task | None] = ContextVar("taskloom_current_task", default=None)
 
 
@@ -87,7 +93,10 @@ class TaskHost(Protocol):
     def events(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]: ...
 
 
-class Task:
+OutputT = TypeVar("OutputT", default=Any)
+
+
+class Task(Generic[OutputT]):
     """One unit of work: its record (state, progress, result, timestamps) and its controls.
 
     Make one with `Runtime.task` or `Runtime.create`, or fetch one with `Runtime.get`.
@@ -98,6 +107,7 @@ class Task:
         "__weakref__",
         "_body",
         "_cancelling",
+        "_decode",
         "_ending_in_body",
         "_exiting",
         "_host",
@@ -114,6 +124,7 @@ class Task:
         self._stored = stored
         self._body: asyncio.Task[Any] | None = None
         self._cancelling = 0
+        self._decode: Callable[[Any], OutputT] | None = None
         self._ending_in_body = False
         self._exiting = False
         self._interrupted = False
@@ -172,6 +183,12 @@ class Task:
         return TaskError(type=data.get("type"), message=data.get("message", ""))
 
     @property
+    def usage(self) -> Usage:
+        """Model calls, tool calls, tokens and USD cost so far (zero for tasks without an agent)."""
+        raw = self._rec.usage
+        return Usage() if raw is None else Usage.from_json(json.loads(raw))
+
+    @property
     def last_seq(self) -> int:
         """The `seq` of the newest event this snapshot has seen."""
         return self._rec.last_seq
@@ -218,8 +235,11 @@ class Task:
         """Every event after `after`, then live ones until the task ends (any process)."""
         return self._host.events(self._rec.id, after=after)
 
-    async def result(self) -> Any:
+    async def result(self) -> OutputT:
         """Wait until the task ends; return its result or raise why it has none.
+
+        A task submitted with an `output_type` returns a validated value of that type; other
+        tasks return the stored JSON.
 
         Raises:
             TaskFailedError: it failed. TaskCancelledError, TaskExpiredError,
@@ -231,8 +251,66 @@ class Task:
                     break
             await self.refresh()
         if self._rec.state is _S.COMPLETED:
-            return self.output
+            value = self.output
+            return value if self._decode is None else self._decode(value)
         raise self._ended_error()
+
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        answer_type: Any = str,
+        kind: str = "question",
+        details: Mapping[str, Any] | None = None,
+        input_timeout: timedelta | float | None = None,
+    ) -> Any:
+        """Ask a human (or any caller) a typed question and wait for the answer.
+
+        The task moves to `input_required` with the request (its prompt and the JSON schema
+        of `answer_type`); `rt.respond(task_id, answer)`, from any process, checks the
+        answer and resumes the task, and this returns the answer validated as `answer_type`.
+
+        Args:
+            prompt: The question.
+            answer_type: The type of the answer (`str`, `bool`, a `Literal`, a model...).
+            kind: `question`, `approval` or `authorization`.
+            details: Anything that helps to answer (shown to whoever answers).
+            input_timeout: How long to wait; past it the task ends `expired` (`input_timeout`).
+
+        Raises:
+            TaskExpiredError: no answer in time. TaskCancelledError and the like: the task
+                ended while waiting.
+        """
+        from ._asking import ask
+
+        return await ask(self, prompt, answer_type, kind, details, input_timeout)
+
+    async def _note(
+        self, kind: str, data: Mapping[str, Any], *, usage: Mapping[str, Any] | None = None
+    ) -> int | None:
+        """Append an event that changes no state (a model call, a tool call, a verdict).
+
+        Returns:
+            Its `seq`, or `None` when the task has ended (then nothing is written).
+        """
+        rec = self._rec
+        if rec.state in TERMINAL_STATES:
+            return None
+        text = encode(data, what=kind, task_id=rec.id, limit=self._host.max_payload_bytes)
+        change = Change(
+            task_id=rec.id,
+            event=NewEvent(kind=kind, data=text, at_ms=now_ms()),
+            from_states=_PROGRESS_FROM,
+            usage=None if usage is None else dumps(usage),
+        )
+        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        if seq is None:
+            await self._settle_refused(None)
+            return None
+        rec.last_seq = seq
+        if change.usage is not None:
+            rec.usage = change.usage
+        return seq
 
     # -- transitions -----------------------------------------------------------------------
 
@@ -246,17 +324,22 @@ class Task:
             NotSerializableError, PayloadTooLargeError: `update` cannot be stored.
         """
         rec = self._rec
-        if rec.state in TERMINAL_STATES:
+        state = rec.state
+        if state in TERMINAL_STATES:
             return
-        if not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update):  # pyright: ignore[reportUnnecessaryIsInstance] -- callers may pass anything
+        flat = is_flat(update)
+        if not flat and (
+            not isinstance(update, Mapping) or not all(isinstance(k, str) for k in update)  # pyright: ignore[reportUnnecessaryIsInstance] -- callers may pass anything
+        ):
             raise UserError(f"progress must be a mapping with str keys, not {update!r}")
-        if rec.state is _S.SUBMITTED:
+        if state is _SUBMITTED:
             raise InvalidTransitionError(
                 f"cannot report progress on task {rec.id!r}: it is submitted; enter it first"
                 " (`async with task:`)"
             )
         text = encode(update, what="progress", task_id=rec.id, limit=self._host.max_progress_bytes)
-        patch: dict[str, Any] = json.loads(text)
+        # a dict of scalars is what decoding its JSON would give: a shallow copy will do
+        patch: dict[str, Any] = dict(update) if flat else json.loads(text)
         at = now_ms()
         change = Change(
             task_id=rec.id,
@@ -284,7 +367,7 @@ class Task:
         text = encode(
             result, what="result", task_id=self._rec.id, limit=self._host.max_payload_bytes
         )
-        return await self._end(_S.COMPLETED, data=f'{{"result":{text}}}', result=text)
+        return await self._end(_COMPLETED, data=f'{{"result":{text}}}', result=text)
 
     async def fail(self, error: str | BaseException, *, reason: str = "error") -> bool:
         """End the task `failed`, recording the error's type and message.
@@ -390,7 +473,17 @@ class Task:
     async def __aenter__(self) -> Self:
         if self._body is not None:
             raise UserError(f"task {self.id!r} is already entered; a task runs once")
-        await self._start()
+        rec = self._rec
+        if self._stored or rec.expires_ms is not None:
+            await self._start()
+        else:  # the common case, inline: a new task without a time to live, stored started
+            at = now_ms()
+            rec.created_ms = rec.updated_ms = rec.started_ms = at
+            rec.state = _WORKING
+            stored, created = await self._host._create(rec, [_submitted(rec, at), _started(at)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
+            self._rec, self._stored = stored, True
+            if not created:
+                await self._start_stored(at)
         body = asyncio.current_task()
         assert body is not None, "a Task is entered from inside an asyncio task"
         self._body, self._cancelling = body, body.cancelling()
@@ -413,11 +506,15 @@ class Task:
             raise self._ended_error()
         if not self._stored:
             rec.created_ms = rec.updated_ms = rec.started_ms = at
-            rec.state = _S.WORKING
+            rec.state = _WORKING
             stored, created = await self._host._create(rec, [_submitted(rec, at), _started(at)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
             self._rec, self._stored = stored, True
             if created:
                 return
+        await self._start_stored(at)
+
+    async def _start_stored(self, at: int) -> None:
+        """Start a task that is in the store: only a `submitted` one may start."""
         rec = self._rec
         if rec.state in TERMINAL_STATES:
             if rec.state is _S.COMPLETED:
@@ -458,7 +555,7 @@ class Task:
         if self._interrupted:
             await self._exit_interrupted(exc)
         elif exc is None:
-            if self._rec.state is _S.WORKING:
+            if self._rec.state is _WORKING:
                 await self.complete(None)
                 self._raise_unless_completed()
         elif isinstance(exc, Exception):
@@ -468,7 +565,7 @@ class Task:
 
     def _raise_unless_completed(self) -> None:
         """After the implicit completion: if the task ended elsewhere first, say how."""
-        if self._rec.state is not _S.COMPLETED:
+        if self._rec.state is not _COMPLETED:
             raise self._ended_error()
 
     async def _exit_interrupted(self, exc: BaseException | None) -> None:
@@ -497,7 +594,7 @@ class Task:
         body = self._body
         # the body itself may be the caller (its own write was refused): the cancel then
         # lands at its next await, or in `_exit_interrupted` if it has none
-        if body is None or self._exiting or self._interrupted or self._rec.state is _S.COMPLETED:
+        if body is None or self._exiting or self._interrupted or self._rec.state is _COMPLETED:
             return
         self._interrupted = True
         body.cancel(f"taskloom: task {self._rec.id!r} ended {self._rec.state.value}")
@@ -563,11 +660,20 @@ def _cancel_reason(exc: BaseException) -> str:
 
 def _submitted(rec: TaskRecord, at: int) -> NewEvent:
     data = (
-        f'{{"name":{json.dumps(rec.name)},"owner":{json.dumps(rec.owner)},'
-        f'"payload":{rec.payload},"parent_id":{json.dumps(rec.parent_id)},'
-        f'"expires_at":{json.dumps(rec.expires_ms)}}}'
+        f'{{"name":{_js(rec.name)},"owner":{_js(rec.owner)},'
+        f'"payload":{rec.payload},"parent_id":{_js(rec.parent_id)},'
+        f'"expires_at":{_js(rec.expires_ms)}}}'
     )
     return NewEvent(kind="submitted", data=data, at_ms=at)
+
+
+def _js(value: object) -> str:
+    """`json.dumps(value)`, with its cheap common cases taken directly."""
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return encode_basestring_ascii(value)  # what `json.dumps` does for a str
+    return json.dumps(value)
 
 
 def _started(at: int) -> NewEvent:

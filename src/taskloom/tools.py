@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 import inspect
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NewType, Union, cast, get_args, get_origin, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -43,7 +43,6 @@ from ._json import dumps
 from ._tool_schema import ArgumentIssue as ArgumentIssue
 from ._tool_schema import Injection, Param, analyse, issues, unwrap
 from .errors import UserError
-
 from .task import Task, current_task
 
 
@@ -55,6 +54,7 @@ class ToolDefinition:
     description: str
     parameters: Mapping[str, Any]
     """JSON schema of the arguments object."""
+
 
 __all__ = (
     "ArgumentIssue",

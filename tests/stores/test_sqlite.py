@@ -174,7 +174,7 @@ async def test_reopening_keeps_tasks_and_events(tmp_path: Path) -> None:
         versions = [r[0] for r in conn.execute("SELECT version FROM taskloom_schema")]
     finally:
         conn.close()
-    assert versions == [1]  # reopening migrates nothing twice
+    assert versions == [1, 2]  # reopening migrates nothing twice
 
 
 @pytest.mark.parametrize(

@@ -228,6 +228,27 @@ async def test_progress_merge_is_shallow(store: taskloom.Store) -> None:
     assert record.state is _S.WORKING
 
 
+async def test_progress_merge_of_scalars_and_lists_is_shallow(store: taskloom.Store) -> None:
+    # patches without object or null values take the SQLite store's `json_patch` path
+    patches: list[dict[str, Any]] = [
+        {"b": 1, "a": {"x": 1}, "": "empty key", 'q"uote': "\\", "back\\slash": [1, {"y": 2}]},
+        {"a": [3, None], "b": "two", "ünï ✓": 2.5, "big": 2**70, "t": True, "f": False},
+        {"a": "flat now", "n": -0.0, "e": 0.125, "s": 'é "x" \n \u0001 🚀', "": 0},
+    ]
+    await _working(store, "t1")
+    expected: dict[str, Any] = {}
+    for i, patch in enumerate(patches):
+        assert await store.apply(_progress("t1", patch, _T0 + 5 + i))
+        expected.update(patch)
+        record = await store.get("t1")
+        assert record is not None
+        assert record.progress == expected
+        if not store.url.startswith("postgresql"):  # JSONB orders keys its own way
+            assert list(record.progress) == list(expected)
+    progressed = (await store.read_events("t1"))[2:]
+    assert [e.progress for e in progressed if isinstance(e, taskloom.TaskProgressed)] == patches
+
+
 async def test_state_changes_keep_progress(store: taskloom.Store) -> None:
     await _working(store, "t1")
     await store.apply(_progress("t1", {"step": 1}, _T0 + 5))

@@ -56,8 +56,9 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
 
 
 def infer_model(model: Model | str) -> Model:
-    """A model from `provider:name` (`openai:gpt-4o-mini`, `anthropic:claude-...`,
-    `local:smollm2`), or the model itself.
+    """A model from `provider:name`, or the model itself.
+
+    Examples: `openai:gpt-4o-mini`, `anthropic:claude-sonnet-4-5`, `local:smollm2`.
 
     Raises:
         UserError: an unknown provider, or a name without one.
@@ -76,9 +77,11 @@ def infer_model(model: Model | str) -> Model:
 
 
 def default_model() -> str:
-    """The model to use when none is named: an OpenAI-compatible endpoint when one is
-    configured (`OPENAI_API_KEY` or `OPENAI_BASE_URL`; `TASKLOOM_MODEL` names the model),
-    else the offline `local:smollm2`."""
+    """The model to use when none is named.
+
+    `TASKLOOM_MODEL` when set; else an OpenAI-compatible endpoint when one is configured
+    (`OPENAI_API_KEY` or `OPENAI_BASE_URL`); else the offline `local:smollm2`.
+    """
     chosen = os.environ.get("TASKLOOM_MODEL")
     if chosen:
         return chosen

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from ..tools import ToolDefinition
 
@@ -179,8 +179,14 @@ class Model(abc.ABC):
                 when trying again may help.
         """
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 -- an optional hook: most doubles hold nothing
         """Release the model's connections. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

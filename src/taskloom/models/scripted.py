@@ -120,7 +120,9 @@ class FunctionModel(Model):
     ) -> ModelResponse:
         result = self._function(request)
         response = await result if inspect.isawaitable(result) else result
-        assert isinstance(response, ModelResponse), "a FunctionModel function returns a ModelResponse"
+        assert isinstance(response, ModelResponse), (
+            "a FunctionModel function returns a ModelResponse"
+        )
         _stream(response.text, on_text, self._stream_chunk)
         return response
 

@@ -58,7 +58,12 @@ class Bus:
                 waiter.set()
 
     def attach(self, task: Task) -> None:
-        self.live.setdefault(task.id, set()).add(task)
+        task_id = task.id
+        handles = self.live.get(task_id)
+        if handles is None:
+            self.live[task_id] = {task}
+        else:
+            handles.add(task)
         self.interest.set()
 
     def detach(self, task: Task) -> None:

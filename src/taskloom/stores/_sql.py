@@ -34,13 +34,13 @@ Dialect = Literal["sqlite", "postgres"]
 TASK_COLUMNS = (
     "id, name, owner, state, reason, payload, progress, result, error, parent_id, created_ms,"
     " updated_ms, started_ms, ended_ms, last_progress_ms, expires_ms, retention_ms, purge_ms,"
-    " last_seq, epoch"
+    " last_seq, epoch, usage"
 )
 
 INSERT_TASK = (
     f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({{p1}}, {{p2}}, {{p3}}, {{p4}}, {{p5}}, {{p6}},"
     " {p7}, {p8}, {p9}, {p10}, {p11}, {p12}, {p13}, {p14}, {p15}, {p16}, {p17}, {p18}, {p19},"
-    " {p20}) ON CONFLICT (id) DO NOTHING RETURNING id"
+    " {p20}, {p21}) ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 
 INSERT_EVENT = (
@@ -64,7 +64,7 @@ def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
 
     Parameters: 1 new state or NULL, 2 reason, 3 result, 4 error, 5 progress (SQLite: the
     merged object; PostgreSQL: the patch), 6 the time, 7 whether the change ends the task,
-    8 the task id. Returns the new `last_seq`, or no row when the state did not match. A
+    8 the task id, 9 usage. Returns the new `last_seq`, or no row when the state did not match. A
     terminal record is never matched, whatever `from_states` says: terminal is absorbing.
     """
     if dialect == "sqlite":
@@ -78,6 +78,7 @@ def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
     sql = f"""UPDATE tasks SET
         state = coalesce({{p1}}, state),
         reason = coalesce({{p2}}, reason),
+        usage = coalesce({{p9}}, usage),
         result = coalesce({{p3}}, result),
         error = coalesce({{p4}}, error),
         progress = {progress},
@@ -143,7 +144,7 @@ def record_params(rec: TaskRecord) -> tuple[Any, ...]:
         rec.state.value,
         rec.reason,
         rec.payload,
-        json.dumps(rec.progress, separators=(",", ":")),
+        json.dumps(rec.progress, separators=(",", ":")) if rec.progress else "{}",
         rec.result,
         rec.error,
         rec.parent_id,
@@ -157,6 +158,7 @@ def record_params(rec: TaskRecord) -> tuple[Any, ...]:
         rec.purge_ms,
         rec.last_seq,
         rec.epoch,
+        rec.usage,
     )
 
 
@@ -189,6 +191,7 @@ def record_from_row(row: Row) -> TaskRecord:
         purge_ms=row[17],
         last_seq=row[18],
         epoch=row[19],
+        usage=row[20],
     )
 
 

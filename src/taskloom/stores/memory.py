@@ -8,15 +8,16 @@ runtimes on one event loop may share one `MemoryStore`; `wait_for_change` wakes 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Collection, Sequence
 
 from .._record import Change, NewEvent, TaskQuery, TaskRecord
 from ..events import Event, event_from_row
-from ..states import ACTIVE_STATES, TaskState
+from ..states import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from ._base import Store
 
 __all__ = ("MemoryStore",)
+
+_WORKING = TaskState.WORKING
 
 
 class MemoryStore(Store):
@@ -40,27 +41,29 @@ class MemoryStore(Store):
     ) -> tuple[TaskRecord, bool]:
         existing = self._tasks.get(record.id)
         if existing is not None:
-            return _copy(existing), False
-        stored = _copy(record)
+            return existing.copy(), False
+        stored = record.copy()
         stored.last_seq = len(events)
         self._tasks[record.id] = stored
         self._events[record.id] = [
             (seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, start=1)
         ]
         self._wake()
-        return _copy(stored), True
+        return stored.copy(), True
 
     async def apply(self, change: Change) -> int | None:
         rec = self._tasks.get(change.task_id)
         # a terminal record is never changed, whatever `from_states` says: terminal is absorbing
-        if rec is None or rec.state not in change.from_states or rec.state.terminal:
+        if rec is None or rec.state not in change.from_states or rec.state in TERMINAL_STATES:
             return None
-        at = change.event.at_ms
-        if change.to_state is not None:
-            rec.state = change.to_state
-            if change.to_state is TaskState.WORKING and rec.started_ms is None:
+        event = change.event
+        at = event.at_ms
+        target = change.to_state
+        if target is not None:
+            rec.state = target
+            if target is _WORKING and rec.started_ms is None:
                 rec.started_ms = at
-            if change.terminal:
+            elif target in TERMINAL_STATES:
                 rec.ended_ms = at
                 rec.purge_ms = at + rec.retention_ms
         if change.reason is not None:
@@ -69,23 +72,25 @@ class MemoryStore(Store):
             rec.result = change.result
         if change.error is not None:
             rec.error = change.error
+        if change.usage is not None:
+            rec.usage = change.usage
         if change.progress is not None:
             rec.progress.update(change.progress)
             rec.last_progress_ms = at
         rec.updated_ms = at
         rec.last_seq += 1
-        self._events[rec.id].append((rec.last_seq, at, change.event.kind, change.event.data))
+        self._events[rec.id].append((rec.last_seq, at, event.kind, event.data))
         self._wake()
         return rec.last_seq
 
     async def get(self, task_id: str) -> TaskRecord | None:
         rec = self._tasks.get(task_id)
-        return None if rec is None else _copy(rec)
+        return None if rec is None else rec.copy()
 
     async def list(self, query: TaskQuery) -> list[TaskRecord]:
         found = [r for r in self._tasks.values() if _matches(r, query)]
         found.sort(key=lambda r: (r.created_ms, r.id), reverse=True)
-        return [_copy(r) for r in found[: query.limit]]
+        return [r.copy() for r in found[: query.limit]]
 
     async def read_events(self, task_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._events.get(task_id, [])
@@ -130,10 +135,6 @@ class MemoryStore(Store):
 
     async def close(self) -> None:
         self._wake()
-
-
-def _copy(rec: TaskRecord) -> TaskRecord:
-    return dataclasses.replace(rec, progress=dict(rec.progress))
 
 
 def _matches(rec: TaskRecord, q: TaskQuery) -> bool:

@@ -124,8 +124,8 @@ class PostgresStore(Store):
             update = _sql.update_task(change.from_states, "postgres")
             sql = self._apply_sql[change.from_states] = (
                 f"WITH u AS ({update}), e AS (INSERT INTO events (task_id, seq, at_ms, kind, data)"
-                " SELECT $8, last_seq, $6, $9, $10::json FROM u RETURNING seq)"
-                " SELECT seq, pg_notify($11, $8) FROM e"
+                " SELECT $8, last_seq, $6, $10, $11::json FROM u RETURNING seq)"
+                " SELECT seq, pg_notify($12, $8) FROM e"
             )
         ev = change.event
         state = None if change.to_state is None else change.to_state.value
@@ -140,6 +140,7 @@ class PostgresStore(Store):
                 ev.at_ms,
                 change.terminal,
                 change.task_id,
+                change.usage,
                 ev.kind,
                 ev.data,
                 self._channel,

@@ -1,9 +1,13 @@
 """`SQLiteStore`: the embedded default, one file, WAL mode.
 
-Writes go to one writer thread that owns the write connection and commits in groups:
-it takes every write queued while the previous commit was syncing, runs each in its own
-savepoint inside one transaction, commits once, and only then acknowledges each caller.
+Writes go to one writer thread that owns the write connection and commits in groups
+(`_sqlite_writer`): it takes every write queued while the previous commit was syncing,
+runs them in one transaction, commits once, and only then acknowledges each caller.
 Acknowledged therefore still means durable, and concurrent tasks share one fsync.
+
+Each change is one `UPDATE` shaped to what it changes (a progress update touches no
+indexed column), and a progress patch is merged by SQLite (`json_patch`) when that is the
+same as the shallow merge: when no value in it is an object or null.
 
 Durability: `synchronous=FULL` (the default) syncs the write-ahead log on every commit, so
 an acknowledged write survives a power cut. `?synchronous=normal` syncs only at
@@ -19,10 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,23 +34,18 @@ from urllib.parse import parse_qs
 
 from .._json import dumps
 from .._record import Change, NewEvent, TaskQuery, TaskRecord
-from ..errors import (
-    MigrationError,
-    StoreError,
-    StoreFormatError,
-    StoreUnavailableError,
-    UserError,
-)
+from ..errors import MigrationError, StoreFormatError, StoreUnavailableError, UserError
 from ..events import Event, event_from_row
-from ..states import TaskState
+from ..states import TERMINAL_STATES, TaskState
 from . import _sql
 from ._base import Store
+from ._sqlite_writer import EventRow, Writer, insert_events, translate
 
 __all__ = ("SQLiteStore",)
 
 T = TypeVar("T")
-_Op = Callable[[sqlite3.Connection], Any]
-_MAX_BATCH = 1024
+_INSERT_TASK = _sql.render(_sql.INSERT_TASK, "sqlite")
+_SELECT_PROGRESS = "SELECT progress FROM tasks WHERE id = ?"
 _SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 _OUR_TABLES = frozenset({"tasks", "events", "taskloom_schema"})
 
@@ -55,7 +53,7 @@ _OUR_TABLES = frozenset({"tasks", "events", "taskloom_schema"})
 class SQLiteStore(Store):
     """Tasks and events in one SQLite file. Open with `SQLiteStore.connect(url_or_path)`."""
 
-    def __init__(self, path: str, writer: _Writer, reader: sqlite3.Connection) -> None:
+    def __init__(self, path: str, writer: Writer, reader: sqlite3.Connection) -> None:
         self.url = f"sqlite:///{path}"
         self.path = path
         self._writer = writer
@@ -77,14 +75,20 @@ class SQLiteStore(Store):
         if mode not in _SYNC_MODES:
             raise UserError(f"synchronous must be full or normal, not {mode!r}")
         write_conn, read_conn = await asyncio.to_thread(_open_files, path, _SYNC_MODES[mode])
-        writer = _Writer(write_conn)
+        writer = Writer(write_conn)
         writer.start()
         return cls(path, writer, read_conn)
 
-    async def _write(self, op: _Op) -> Any:
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` on the writer thread, in a transaction; return once it is committed."""
+
+        def write(conn: sqlite3.Connection, rows: list[EventRow]) -> T:
+            insert_events(conn, rows)  # `op` may read or delete events: write the queued ones
+            return op(conn)
+
         if self._closed:
             raise StoreUnavailableError(f"the store {self.url} is closed")
-        return await self._writer.submit(op)
+        return await self._writer.submit(write)
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -95,59 +99,63 @@ class SQLiteStore(Store):
     async def create(
         self, record: TaskRecord, events: Sequence[NewEvent]
     ) -> tuple[TaskRecord, bool]:
-        insert_task = _sql.render(_sql.INSERT_TASK, "sqlite")
-        insert_event = _sql.render(_sql.INSERT_EVENT, "sqlite")
         params = list(_sql.record_params(record))
         params[18] = len(events)
+        task_id = record.id
+        rows = [(task_id, seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, 1)]
 
-        def op(conn: sqlite3.Connection) -> tuple[TaskRecord, bool]:
-            if conn.execute(insert_task, params).fetchone() is None:
-                return _get(conn, record.id) or record, False
-            conn.executemany(
-                insert_event,
-                [(record.id, seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, 1)],
-            )
-            stored = _sql.record_from_row(params)
-            return stored, True
+        def op(conn: sqlite3.Connection, queued: list[EventRow]) -> tuple[TaskRecord, bool]:
+            if conn.execute(_INSERT_TASK, params).fetchone() is None:
+                return _get(conn, task_id) or record, False
+            queued += rows
+            return _sql.record_from_row(params), True
 
-        return await self._write(op)
+        if self._closed:
+            raise StoreUnavailableError(f"the store {self.url} is closed")
+        return await self._writer.submit(op)
 
     async def apply(self, change: Change) -> int | None:
-        update = _sql.update_task(change.from_states, "sqlite")
-        insert_event = _sql.render(_sql.INSERT_EVENT, "sqlite")
-        ev = change.event
+        task_id, event, patch = change.task_id, change.event, change.progress
+        merge = patch is not None and not _patchable(patch)
+        update = _update_sql(
+            change.from_states,
+            change.to_state,
+            change.reason is not None,
+            change.result is not None,
+            change.error is not None,
+            None if patch is None else "merged" if merge else "patch",
+            change.usage is not None,
+        )
+        params = [
+            change.reason,
+            change.result,
+            change.error,
+            None if patch is None or merge else change.progress_json or dumps(patch),
+            event.at_ms,
+            task_id,
+        ]
+        if change.usage is not None:
+            params.append(change.usage)
 
-        def op(conn: sqlite3.Connection) -> int | None:
-            progress = None
-            if change.progress is not None:
-                row = conn.execute(
-                    "SELECT progress FROM tasks WHERE id = ?", (change.task_id,)
-                ).fetchone()
+        def op(conn: sqlite3.Connection, queued: list[EventRow]) -> int | None:
+            if merge:
+                assert patch is not None
+                row = conn.execute(_SELECT_PROGRESS, (task_id,)).fetchone()
                 if row is None:
                     return None
                 merged = json.loads(row[0])
-                merged.update(change.progress)
-                progress = dumps(merged)
-            state = None if change.to_state is None else change.to_state.value
-            row = conn.execute(
-                update,
-                (
-                    state,
-                    change.reason,
-                    change.result,
-                    change.error,
-                    progress,
-                    ev.at_ms,
-                    int(change.terminal),
-                    change.task_id,
-                ),
-            ).fetchone()
+                merged.update(patch)
+                params[3] = dumps(merged)
+            row = conn.execute(update, params).fetchone()
             if row is None:
                 return None
-            conn.execute(insert_event, (change.task_id, row[0], ev.at_ms, ev.kind, ev.data))
-            return row[0]
+            seq: int = row[0]
+            queued.append((task_id, seq, event.at_ms, event.kind, event.data))
+            return seq
 
-        return await self._write(op)
+        if self._closed:
+            raise StoreUnavailableError(f"the store {self.url} is closed")
+        return await self._writer.submit(op)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self._read(lambda conn: _get(conn, task_id))
@@ -201,6 +209,7 @@ class SQLiteStore(Store):
         if self._closed:
             return
         self._closed = True
+        self._writer.flush(asyncio.get_running_loop())  # what this loop queued goes first
         await asyncio.to_thread(self._writer.stop)
         await asyncio.get_running_loop().run_in_executor(self._reader, self._reader_conn.close)
         self._reader.shutdown(wait=True)
@@ -211,124 +220,68 @@ def _get(conn: sqlite3.Connection, task_id: str) -> TaskRecord | None:
     return None if row is None else _sql.record_from_row(row)
 
 
-class _Writer(threading.Thread):
-    """The one thread that writes; it commits every queued write in one transaction."""
+def _patchable(patch: dict[str, Any]) -> bool:
+    """Whether `json_patch` merges `patch` shallowly: no value is an object or null.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__(name="taskloom-sqlite-write", daemon=True)
-        self._conn = conn
-        self._queue: queue.SimpleQueue[
-            tuple[_Op, asyncio.Future[Any], asyncio.AbstractEventLoop] | None
-        ] = queue.SimpleQueue()
-
-    def submit(self, op: _Op) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((op, fut, loop))
-        return fut
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self.join()
-        self._conn.close()
-
-    def run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            stopping = False
-            while len(batch) < _MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            self._run(batch)
-            if stopping:
-                return
-
-    def _run(self, batch: list[tuple[_Op, asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
-        conn = self._conn
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if len(batch) == 1:
-                    outcomes.append((batch[0][0](conn), None))
-                else:
-                    for op, _, _ in batch:
-                        outcomes.append(_in_savepoint(conn, op))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:
-            outcomes = [(None, exc)] * len(batch)
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-        ] = {}
-        for (_, fut, loop), (value, exc) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(loop, []).append((fut, value, _translate(exc)))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the loop closed while we wrote
-                loop.call_soon_threadsafe(_settle, settled)
+    RFC 7396 merges object values recursively and deletes keys whose value is null; every
+    other value replaces the stored one, as the shallow merge does.
+    """
+    for value in patch.values():
+        if value is None or isinstance(value, dict):
+            return False
+    return True
 
 
-def _in_savepoint(conn: sqlite3.Connection, op: _Op) -> tuple[Any, BaseException | None]:
-    conn.execute("SAVEPOINT op")
-    try:
-        value = op(conn)
-    except Exception as exc:
-        conn.execute("ROLLBACK TO op")
-        conn.execute("RELEASE op")
-        return None, exc
-    conn.execute("RELEASE op")
-    return value, None
+@functools.cache
+def _update_sql(
+    from_states: tuple[str, ...],
+    target: TaskState | None,
+    reason: bool,
+    result: bool,
+    error: bool,
+    progress: str | None,
+    usage: bool = False,
+) -> str:
+    """The conditional write of one change, setting only the columns it changes.
 
-
-def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, value, exc in settled:
-        if fut.done():
-            continue  # the caller was cancelled; the write stands
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(value)
-
-
-def _translate(exc: BaseException | None) -> BaseException | None:
-    """Turn an `sqlite3` error into a `StoreError` that says what to do."""
-    if exc is None or not isinstance(exc, sqlite3.Error):
-        return exc
-    message = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in message:
-        err: StoreError = StoreUnavailableError(
-            f"the SQLite file is locked by another process ({message}); retry, or give each"
-            " heavy writer its own file"
-        )
-    elif isinstance(exc, sqlite3.DatabaseError) and "malformed" in message:
-        err = StoreFormatError(
-            f"the SQLite file is damaged ({message}); restore a backup or start a new file"
-        )
-    else:
-        err = StoreError(f"SQLite failed: {message}")
-    err.__cause__ = exc
-    return err
+    The same write as `_sql.update_task`, but a column left as it is stays out of the
+    statement, so that an update of progress rewrites no index. Parameters: 1 reason,
+    2 result, 3 error, 4 progress (the patch for `json_patch`, or the merged object), 5 the
+    time, 6 the task id, 7 usage. Returns the new `last_seq`, or no row when the state did not match;
+    a terminal record is never matched, whatever `from_states` says.
+    """
+    sets: list[str] = []
+    if target is not None:
+        sets.append(f"state = '{target.value}'")
+        if target is TaskState.WORKING:
+            sets.append("started_ms = coalesce(started_ms, ?5)")
+        elif target in TERMINAL_STATES:
+            sets.append("ended_ms = ?5, purge_ms = ?5 + retention_ms")
+    if reason:
+        sets.append("reason = ?1")
+    if result:
+        sets.append("result = ?2")
+    if error:
+        sets.append("error = ?3")
+    if progress is not None:
+        value = "json_patch(progress, ?4)" if progress == "patch" else "?4"
+        sets.append(f"progress = {value}, last_progress_ms = ?5")
+    if usage:
+        sets.append("usage = ?7")
+    sets.append("updated_ms = ?5, last_seq = last_seq + 1")
+    states = ", ".join(f"'{TaskState(s).value}'" for s in from_states)
+    terminal = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
+    return (
+        f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?6 AND state IN ({states})"
+        f" AND state NOT IN ({terminal}) RETURNING last_seq"
+    )
 
 
 def _guarded(op: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
     try:
         return op(conn)
     except sqlite3.Error as exc:
-        translated = _translate(exc)
-        assert translated is not None
-        raise translated from exc
+        raise translate(exc) from exc
 
 
 def _parse(url: str) -> tuple[str, dict[str, str]]:
@@ -428,8 +381,6 @@ def _as_store_error(path: str) -> Generator[None]:
                 f"{path!r} is not an SQLite database, or it is damaged ({exc}); point taskloom"
                 " at a new file or restore a backup"
             ) from exc
-        translated = _translate(exc)
-        assert translated is not None
-        raise translated from exc
+        raise translate(exc) from exc
     except OSError as exc:
         raise StoreUnavailableError(f"cannot use the SQLite file {path!r}: {exc}") from exc

@@ -1,0 +1,358 @@
+"""The agent loop: model call, tool dispatch, output validation, guardrails and limits.
+
+`run_loop` drives one task that is already entered (`working`) to its output. It writes
+the transcript as events (`model_called`, `tool_called`, `guardrail_checked`,
+`output_rejected`, `model_retried`) and ends the task honestly when a limit, the loop guard,
+a guardrail or an invalid output stops it: `failed` with that reason, never `completed`.
+The caller completes the task with the returned output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._json import dumps
+from ..errors import ModelError, TaskEndedError, ToolError
+from ..models import (
+    AssistantMessage,
+    Message,
+    Model,
+    ModelRequest,
+    ModelResponse,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+)
+from ..task import Task
+from ..tools import Tool, ToolArgumentsError, result_text
+from ..usage import Usage, price
+from ._guardrails import Guardrail, guardrail_name, judge
+from ._limits import Limits
+from ._output import OutputInvalid, OutputType
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+
+__all__ = ("Approval", "ToolCallCheck", "run_loop")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallCheck:
+    """What a tool guardrail is shown: the tool's name and its validated arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approval:
+    """A human's answer to "may this tool call run?"."""
+
+    approved: bool
+    reason: str = ""
+
+
+class _Stop(Exception):
+    """End the task `failed` with `reason`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True, kw_only=True)
+class _Run:
+    agent: Agent
+    task: Task
+    output: OutputType[Any]
+    limits: Limits
+    on_token: Callable[[str], None] | None
+    usage: Usage = field(default_factory=Usage)
+    retries_used: int = 0
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter[tuple[str, str]])
+
+
+async def run_loop(
+    agent: Agent,
+    task: Task,
+    prompt: str,
+    *,
+    output: OutputType[T],
+    limits: Limits,
+    on_token: Callable[[str], None] | None = None,
+) -> T:
+    """Drive `task` to its output, or end it honestly and raise why.
+
+    Raises:
+        TaskFailedError: a limit, the loop guard, a guardrail or invalid output ended it.
+        TaskExpiredError: the deadline passed (or a human did not answer in time).
+    """
+    run = _Run(agent=agent, task=task, output=output, limits=limits, on_token=on_token)
+    try:
+        async with asyncio.timeout(limits.deadline_seconds):
+            return await _drive(run, prompt)
+    except TimeoutError:
+        await task.expire("deadline")
+        raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- same package
+    except _Stop as stop:
+        await task.fail(str(stop), reason=stop.reason)
+        raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- same package
+
+
+async def _drive(run: _Run, prompt: str) -> Any:
+    agent = run.agent
+    await _check_all(run, agent.input_guardrails, prompt, stage="input")
+    messages: list[Message] = []
+    if agent.instructions:
+        messages.append(SystemMessage(content=agent.instructions))
+    messages.append(UserMessage(content=prompt))
+    tools = agent.tools
+    definitions = tuple(t.definition() for t in tools.values())
+    rejected = 0
+    for turn in range(1, run.limits.max_turns + 1):
+        request = ModelRequest(
+            messages=tuple(messages),
+            tools=definitions,
+            output=run.output.spec,
+            settings=agent.settings,
+        )
+        response = await _call_model(run, request, turn)
+        messages.append(AssistantMessage(text=response.text, tool_calls=response.tool_calls))
+        if response.tool_calls:
+            messages.extend(await _run_tools(run, response.tool_calls, turn))
+            continue
+        try:
+            if response.finish_reason == "length":
+                raise OutputInvalid(
+                    "the answer was cut off at the output token limit; answer again, briefly"
+                )
+            value = run.output.parse(response.text)
+            await _check_all(run, agent.output_guardrails, value, stage="output")
+            return value
+        except (OutputInvalid, _RetryOutput) as problem:
+            rejected += 1
+            await run.task._note("output_rejected", {"attempt": rejected, "error": str(problem)})  # pyright: ignore[reportPrivateUsage] -- same package
+            if rejected > agent.output_retries:
+                raise _Stop(
+                    "output_invalid",
+                    f"the answer still did not fit after {agent.output_retries} retries: {problem}",
+                ) from None
+            messages.append(UserMessage(content=f"Your answer was not accepted: {problem}"))
+    raise _Stop("max_turns", f"no final answer within {run.limits.max_turns} turns")
+
+
+class _RetryOutput(Exception):
+    """An output guardrail asked the model to try again."""
+
+
+async def _check_all(run: _Run, guardrails: Sequence[Guardrail], value: Any, *, stage: str) -> None:
+    for guardrail in guardrails:
+        verdict, reason = await judge(guardrail, value)
+        name = guardrail_name(guardrail)
+        await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+            "guardrail_checked",
+            {"name": name, "stage": stage, "verdict": verdict, "reason": reason},
+        )
+        if verdict == "block" or (verdict == "retry" and stage == "input"):
+            raise _Stop("guardrail", f"the {stage} guardrail {name!r} blocked it: {reason}")
+        if verdict == "retry":
+            raise _RetryOutput(f"{reason} (guardrail {name!r})")
+
+
+async def _call_model(run: _Run, request: ModelRequest, turn: int) -> ModelResponse:
+    model: Model = run.agent.model
+    limits = run.limits
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(limits.model_timeout_seconds):
+                response = await model.request(request, on_text=run.on_token)
+        except (ModelError, TimeoutError) as exc:
+            error = (
+                exc
+                if isinstance(exc, ModelError)
+                else ModelError(
+                    f"{model.name} did not answer within {limits.model_timeout_seconds}s",
+                    model=model.name,
+                    retryable=True,
+                )
+            )
+            attempt += 1
+            run.retries_used += 1
+            delay = _retry_delay(error, attempt, limits)
+            if (
+                not error.retryable
+                or attempt > limits.model_retries
+                or run.retries_used > limits.task_retries
+                or delay is None
+            ):
+                raise
+            await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+                "model_retried",
+                {"turn": turn, "attempt": attempt, "error": str(error), "delay_s": delay},
+            )
+            await asyncio.sleep(delay)
+            continue
+        used = response.usage
+        cost = price(
+            model.provider,
+            response.model_name or model.model_name,
+            input_tokens=used.input_tokens,
+            output_tokens=used.output_tokens,
+            cache_read_tokens=used.cache_read_tokens,
+            cache_write_tokens=used.cache_write_tokens,
+        )
+        run.usage = run.usage.add_request(used.input_tokens, used.output_tokens, cost)
+        await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+            "model_called",
+            {
+                "turn": turn,
+                "model": model.name,
+                "text": response.text,
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments}
+                    for c in response.tool_calls
+                ],
+                "finish_reason": response.finish_reason,
+                "input_tokens": response.usage.input_tokens,
+                "output_tokens": response.usage.output_tokens,
+                "cost_usd": cost,
+                "duration_ms": int((time.perf_counter() - started) * 1000),
+            },
+            usage=run.usage.to_json(),
+        )
+        _check_budget(run)
+        return response
+
+
+def _retry_delay(error: ModelError, attempt: int, limits: Limits) -> float | None:
+    """Seconds to wait before the next attempt, or `None` when the provider asks too much."""
+    if error.retry_after is not None:
+        wait = error.retry_after.total_seconds()
+        return None if wait > limits.max_retry_wait_seconds else max(wait, 0.0)
+    return min(0.5 * 2 ** (attempt - 1), limits.max_retry_wait_seconds)
+
+
+def _check_budget(run: _Run) -> None:
+    usage, limits = run.usage, run.limits
+    if usage.total_tokens > limits.max_tokens:
+        raise _Stop(
+            "max_tokens", f"used {usage.total_tokens} tokens, over max_tokens={limits.max_tokens}"
+        )
+    if usage.cost_usd > limits.max_cost_usd:
+        raise _Stop(
+            "budget", f"cost ${usage.cost_usd:.4f}, over max_cost_usd={limits.max_cost_usd}"
+        )
+
+
+async def _run_tools(run: _Run, calls: Sequence[ToolCall], turn: int) -> list[ToolResultMessage]:
+    if run.usage.tool_calls + len(calls) > run.limits.max_tool_calls:
+        raise _Stop(
+            "max_tool_calls",
+            f"the model asked for {len(calls)} more tool calls, over"
+            f" max_tool_calls={run.limits.max_tool_calls}",
+        )
+    run.usage = run.usage.add_tool_calls(len(calls))
+    results = await asyncio.gather(*(_run_tool(run, call, turn, i) for i, call in enumerate(calls)))
+    for call, result in zip(calls, results, strict=True):
+        if result.is_error:
+            key = (call.name, _canonical(call.arguments))
+            run.failures[key] += 1
+            if run.failures[key] >= run.limits.loop_threshold:
+                raise _Stop(
+                    "loop",
+                    f"the same failing call {call.name}({call.arguments}) was made"
+                    f" {run.failures[key]} times: {result.content}",
+                )
+    return list(results)
+
+
+async def _run_tool(run: _Run, call: ToolCall, turn: int, index: int) -> ToolResultMessage:
+    tool = run.agent.tools.get(call.name)
+    started = time.perf_counter()
+    result: str | None = None
+    error: str | None = None
+    try:
+        if tool is None:
+            known = ", ".join(sorted(run.agent.tools)) or "none"
+            raise _ToolRefused(f"there is no tool named {call.name!r}; the tools are: {known}")
+        arguments = tool.validate(call.arguments)
+        await _check_tool(run, tool, arguments)
+        key = f"{run.task.id}/{turn}/{index}"
+        timeout = tool.timeout or run.limits.tool_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                value = await tool.call(arguments, task=run.task, idempotency_key=key)
+        except TimeoutError:
+            raise _ToolRefused(f"the tool {tool.name!r} timed out after {timeout}s") from None
+        result = result_text(value)
+    except (ToolArgumentsError, _ToolRefused) as exc:
+        error = str(exc)
+    except (ToolError, TaskEndedError, _Stop):
+        raise
+    except Exception as exc:  # a tool's own failure is shown to the model, which may recover
+        error = f"{type(exc).__name__}: {exc}"
+    await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+        "tool_called",
+        {
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": call.arguments,
+            "result": result,
+            "error": error,
+            "duration_ms": int((time.perf_counter() - started) * 1000),
+            "effect": tool.effect if tool is not None else "",
+        },
+    )
+    if error is not None:
+        return ToolResultMessage(call_id=call.id, name=call.name, content=error, is_error=True)
+    return ToolResultMessage(call_id=call.id, name=call.name, content=result or "")
+
+
+class _ToolRefused(Exception):
+    """A tool call that did not run; the message is shown to the model."""
+
+
+async def _check_tool(run: _Run, tool: Tool, arguments: dict[str, Any]) -> None:
+    check = ToolCallCheck(name=tool.name, arguments=arguments)
+    for guardrail in run.agent.tool_guardrails:
+        verdict, reason = await judge(guardrail, check)
+        name = guardrail_name(guardrail)
+        await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+            "guardrail_checked",
+            {"name": name, "stage": "tool", "verdict": verdict, "reason": reason},
+        )
+        if verdict == "block":
+            raise _Stop("guardrail", f"the tool guardrail {name!r} blocked {tool.name}: {reason}")
+        if verdict == "retry":
+            raise _ToolRefused(f"this call was refused: {reason}")
+    if tool.requires_approval:
+        shown = dumps(arguments)
+        answer = await run.task.ask(
+            f"May the agent call {tool.name}({shown})?",
+            answer_type=Approval,
+            kind="approval",
+            details={"tool": tool.name, "arguments": json.loads(shown)},
+            input_timeout=timedelta(seconds=run.limits.input_timeout_seconds),
+        )
+        if not answer.approved:
+            why = f": {answer.reason}" if answer.reason else ""
+            raise _ToolRefused(f"a human did not approve this call{why}; do not try it again")
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except json.JSONDecodeError:
+        return arguments
