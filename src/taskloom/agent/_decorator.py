@@ -196,7 +196,9 @@ def task_as_tool(task_function: TaskFunction[..., Any]) -> Tool:
 
     delegate.__name__ = tf.name
     delegate.__doc__ = tf.instructions
-    delegate.__signature__ = tf.signature.replace(return_annotation=tf.output_type)  # how inspect reads a signature
+    delegate.__signature__ = tf.signature.replace(
+        return_annotation=tf.output_type
+    )  # how inspect reads a signature
     delegate.__annotations__ = {**tf.hints, "return": tf.output_type}
     return tool(delegate, name=tf.name, description=tf.instructions, effect="at_most_once")
 

