@@ -8,6 +8,7 @@ plain text and takes the answer as it is.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ class OutputType(Generic[T]):
 
     @classmethod
     def of(cls, output_type: Any) -> OutputType[Any]:
+        """How `output_type` is asked for and checked (built once per type, then cached)."""
+        try:
+            return _of_cached(output_type)
+        except TypeError:  # an unhashable annotation: build it every time
+            return cls._build(output_type)
+
+    @classmethod
+    def _build(cls, output_type: Any) -> OutputType[Any]:
         try:
             adapter: TypeAdapter[Any] = TypeAdapter(output_type)
             schema = adapter.json_schema()
@@ -98,6 +107,11 @@ class OutputType(Generic[T]):
     def dump(self, value: T) -> Any:
         """The JSON form of a validated value, as stored in the task's result."""
         return self.adapter.dump_python(value, mode="json")
+
+
+@functools.lru_cache(maxsize=256)
+def _of_cached(output_type: Any) -> OutputType[Any]:
+    return OutputType._build(output_type)  # pyright: ignore[reportPrivateUsage] -- same module
 
 
 def _name(output_type: Any, schema: dict[str, Any]) -> str:
