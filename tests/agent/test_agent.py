@@ -418,3 +418,14 @@ async def test_cancelling_a_running_agent_task_cancels_the_model_call(rt: tasklo
     await asyncio.wait_for(cancelled.wait(), 5)
     with pytest.raises(taskloom.TaskCancelledError):
         await task.result()
+
+
+async def test_the_model_can_ask_a_human(rt: taskloom.Runtime) -> None:
+    model = ScriptedModel(
+        [reply(tool_calls=[call("ask_human", question="Which city?")]), reply("Lima it is")]
+    )
+    task = await rt.submit(Agent(model, ask_human=True), "weather somewhere")
+    waiting = await wait_for_state(rt, task.id, TaskState.INPUT_REQUIRED)
+    await rt.respond(waiting.id, "Lima")
+    assert await task.result() == "Lima it is"
+    assert content(model.requests[1].messages[-1]) == "Lima"

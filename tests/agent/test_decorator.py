@@ -176,3 +176,27 @@ async def test_delegation_depth_is_limited(rt: taskloom.Runtime) -> None:
     events = [e async for e in rt.events((await rt.list(name="deeper", limit=1000)).tasks[-1].id)]
     errors = [e for e in events if isinstance(e, taskloom.ToolCalled) and e.error]
     assert errors and "deep" in (errors[0].error or "")
+
+
+async def test_sub_agent_tasks_report_to_the_same_callbacks(rt: taskloom.Runtime) -> None:
+    inner = Agent(ScriptedModel([reply("inner says hi")]), name="inner")
+
+    @inner.task
+    async def greet(name: str) -> str:
+        """Greet someone."""
+
+    outer = Agent(
+        ScriptedModel([reply(tool_calls=[call("greet", name="Ada")]), reply("done")]), name="outer"
+    )
+    outer.fn(greet)
+    seen: list[tuple[str, str]] = []
+    tokens: list[str] = []
+    await outer.run(
+        "go",
+        runtime=rt,
+        on_event=lambda e: seen.append((e.task_id, e.kind)),
+        on_token=tokens.append,
+    )
+    task_ids = {task_id for task_id, _ in seen}
+    assert len(task_ids) == 2  # the outer task and its child, each with its own id
+    assert "".join(tokens).startswith("inner says hi")

@@ -23,7 +23,7 @@ from ..events import Event
 from ..models import Model, ModelSettings, default_model, infer_model
 from ..states import TaskState
 from ..task import Task, current_task
-from ..tools import Tool, as_tool
+from ..tools import Tool, as_tool, tool
 from ._guardrails import Guardrail
 from ._limits import Limits
 from ._loop import run_loop
@@ -41,6 +41,10 @@ R = TypeVar("R")
 EventCallback = Callable[[Event], None | Awaitable[None]]
 
 _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("taskloom_agent_depth", default=0)
+# the callbacks of the enclosing agent task: sub-agent tasks report to them too
+_CALLBACKS: contextvars.ContextVar[tuple[EventCallback | None, Callable[[str], None] | None]] = (
+    contextvars.ContextVar("taskloom_agent_callbacks", default=(None, None))
+)
 
 
 class AgentHost(Protocol):
@@ -112,6 +116,8 @@ class Agent:
         input_guardrails: Checks on the prompt. output_guardrails: checks on the validated
             output. tool_guardrails: checks on each tool call (`ToolCallCheck`).
         settings: Generation settings for every model call.
+        ask_human: Give the model a tool `ask_human(question)` that moves the task to
+            `input_required` until someone answers with `rt.respond`.
     """
 
     def __init__(
@@ -127,11 +133,14 @@ class Agent:
         output_guardrails: Iterable[Guardrail] = (),
         tool_guardrails: Iterable[Guardrail] = (),
         settings: ModelSettings | None = None,
+        ask_human: bool = False,
     ) -> None:
         self.model: Model = infer_model(model if model is not None else default_model())
         self.name = name
         self.instructions = instructions
         built = [as_tool(t) for t in tools]
+        if ask_human:
+            built.append(_ASK_HUMAN)
         self.tools: dict[str, Tool] = {t.name: t for t in built}
         if len(self.tools) != len(built):
             names = [t.name for t in built]
@@ -243,8 +252,12 @@ class Agent:
                 f"delegation is {depth} tasks deep, the limit (Limits.max_depth); an agent task"
                 " may not start more nested agent tasks"
             )
+        inherited_event, inherited_token = _CALLBACKS.get()
+        on_event = on_event or inherited_event
+        on_token = on_token or inherited_token
         stop = host.listen(task.id, on_event) if on_event is not None else None
         token = _DEPTH.set(depth + 1)
+        callbacks = _CALLBACKS.set((on_event, on_token))
         try:
             async with task:
                 value: Any = await run_loop(
@@ -261,6 +274,7 @@ class Agent:
             raise task._ended_error() from exc  # pyright: ignore[reportPrivateUsage] -- same package
         finally:
             _DEPTH.reset(token)
+            _CALLBACKS.reset(callbacks)
             if stop is not None:
                 stop()
 
@@ -283,3 +297,17 @@ class Agent:
             raise UserError(f"{self.name} already has a tool named {made.name!r}")
         self.tools[made.name] = made
         return task_function
+
+
+async def _ask_human(question: str, task: Task) -> str:
+    """Ask the human you work for a question and wait for the answer.
+
+    Args:
+        question: The question, complete enough to answer without other context.
+        task: The running task (injected, not shown to the model).
+    """
+    answer: str = await task.ask(question, answer_type=str)
+    return answer
+
+
+_ASK_HUMAN = tool(_ask_human, name="ask_human", effect="at_most_once")
