@@ -3,11 +3,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 import taskloom
 from taskloom import Task, TaskState
@@ -429,3 +431,39 @@ async def test_the_model_can_ask_a_human(rt: taskloom.Runtime) -> None:
     await rt.respond(waiting.id, "Lima")
     assert await task.result() == "Lima it is"
     assert content(model.requests[1].messages[-1]) == "Lima"
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Box(TypedDict):
+    label: str
+    size: float
+
+
+@pytest.mark.parametrize(
+    ("output_type", "answer", "expected"),
+    [
+        (Point, '{"x": 1, "y": 2}', Point(1, 2)),
+        (Box, '{"label": "a", "size": 1.5}', {"label": "a", "size": 1.5}),
+        (list[int], '{"result": [1, 2, 3]}', [1, 2, 3]),
+        (bool, '{"result": true}', True),
+        (float, '```json\n{"result": 2.5}\n```', 2.5),
+    ],
+)
+async def test_output_types(
+    rt: taskloom.Runtime, output_type: Any, answer: str, expected: Any
+) -> None:
+    model = ScriptedModel([reply(answer)])
+    assert await Agent(model).run("x", output_type=output_type, runtime=rt) == expected
+    spec = model.requests[0].output
+    assert spec is not None and spec.schema["type"] == "object"
+
+
+async def test_an_answer_cut_at_the_token_limit_is_sent_back(rt: taskloom.Runtime) -> None:
+    model = ScriptedModel([reply('{"city": "Par', finish_reason="length"), reply(WEATHER)])
+    assert (await Agent(model).run("w", output_type=Weather, runtime=rt)).city == "Paris"
+    assert "cut off" in content(model.requests[1].messages[-1])
