@@ -7,13 +7,23 @@ one of `from_states` (the conditional write that makes terminal states absorbing
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from .states import TaskState
 
-__all__ = ("Change", "NewEvent", "TaskRecord", "TaskQuery", "now_ms")
+__all__ = (
+    "Change",
+    "NewEvent",
+    "TaskQuery",
+    "TaskRecord",
+    "now_ms",
+    "started_event",
+    "submitted_event",
+)
 
 
 def now_ms() -> int:
@@ -119,3 +129,27 @@ class TaskQuery:
     before: tuple[int, str] | None = None
     """Keyset cursor: list tasks strictly older than this `(created_ms, id)`."""
     limit: int = 100
+
+
+def submitted_event(rec: TaskRecord, at: int) -> NewEvent:
+    """The `submitted` event of a new record."""
+    data = (
+        f'{{"name":{_js(rec.name)},"owner":{_js(rec.owner)},'
+        f'"payload":{rec.payload},"parent_id":{_js(rec.parent_id)},'
+        f'"expires_at":{_js(rec.expires_ms)}}}'
+    )
+    return NewEvent(kind="submitted", data=data, at_ms=at)
+
+
+def _js(value: object) -> str:
+    """`json.dumps(value)`, with its cheap common cases taken directly."""
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return encode_basestring_ascii(value)  # what `json.dumps` does for a str
+    return json.dumps(value)
+
+
+def started_event(at: int) -> NewEvent:
+    """The `started` event."""
+    return NewEvent(kind="started", data="{}", at_ms=at)

@@ -20,16 +20,16 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from json.encoder import encode_basestring_ascii
-from types import MappingProxyType, TracebackType
+from datetime import timedelta
+from types import TracebackType
 from typing import Any, Generic, Protocol, Self
 
 from typing_extensions import TypeVar
 
 from ._json import dumps, encode, is_flat
-from ._record import Change, NewEvent, TaskRecord, now_ms
+from ._record import Change, NewEvent, TaskRecord, now_ms, started_event, submitted_event
+from ._task_view import TaskError as TaskError
+from ._task_view import TaskView
 from .errors import (
     ConflictError,
     InvalidTransitionError,
@@ -40,9 +40,8 @@ from .errors import (
     TaskRejectedError,
     UserError,
 )
-from .events import Event, from_ms
+from .events import Event
 from .states import TERMINAL_STATES, TaskState, check_transition, sources
-from .usage import Usage
 
 __all__ = ("Task", "TaskError", "current_task")
 
@@ -58,16 +57,6 @@ def current_task() -> Task | None:
     Each asyncio task sees its own, so concurrent sibling tasks never see each other's.
     """
     return _CURRENT.get()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskError:
-    """What a failed task recorded about its failure."""
-
-    type: str | None
-    """The exception's type name, when an exception caused the failure."""
-    message: str
-    """What went wrong."""
 
 
 class TaskHost(Protocol):
@@ -96,7 +85,7 @@ class TaskHost(Protocol):
 OutputT = TypeVar("OutputT", default=Any)
 
 
-class Task(Generic[OutputT]):
+class Task(TaskView, Generic[OutputT]):
     """One unit of work: its record (state, progress, result, timestamps) and its controls.
 
     Make one with `Runtime.task` or `Runtime.create`, or fetch one with `Runtime.get`.
@@ -130,97 +119,6 @@ class Task(Generic[OutputT]):
         self._interrupted = False
         self._timer: asyncio.TimerHandle | None = None
         self._token: Token[Task | None] | None = None
-
-    # -- the record ------------------------------------------------------------------------
-
-    @property
-    def id(self) -> str:
-        """The task's id, known from creation on."""
-        return self._rec.id
-
-    @property
-    def name(self) -> str:
-        return self._rec.name
-
-    @property
-    def owner(self) -> str | None:
-        return self._rec.owner
-
-    @property
-    def state(self) -> TaskState:
-        return self._rec.state
-
-    @property
-    def reason(self) -> str | None:
-        """Why the task ended as it did (a failure, cancel or expiry reason)."""
-        return self._rec.reason
-
-    @property
-    def parent_id(self) -> str | None:
-        return self._rec.parent_id
-
-    @property
-    def payload(self) -> Any:
-        """The task's input (JSON)."""
-        return json.loads(self._rec.payload)
-
-    @property
-    def current_progress(self) -> Mapping[str, Any]:
-        """The progress reported so far, merged (read-only); `progress()` adds to it."""
-        return MappingProxyType(self._rec.progress)
-
-    @property
-    def output(self) -> Any:
-        """The stored result (JSON) of a completed task, else `None`. See also `result()`."""
-        return None if self._rec.result is None else json.loads(self._rec.result)
-
-    @property
-    def error(self) -> TaskError | None:
-        """What a failed task recorded, else `None`."""
-        if self._rec.error is None:
-            return None
-        data = json.loads(self._rec.error)
-        return TaskError(type=data.get("type"), message=data.get("message", ""))
-
-    @property
-    def usage(self) -> Usage:
-        """Model calls, tool calls, tokens and USD cost so far (zero for tasks without an agent)."""
-        raw = self._rec.usage
-        return Usage() if raw is None else Usage.from_json(json.loads(raw))
-
-    @property
-    def last_seq(self) -> int:
-        """The `seq` of the newest event this snapshot has seen."""
-        return self._rec.last_seq
-
-    @property
-    def created_at(self) -> datetime:
-        return from_ms(self._rec.created_ms)
-
-    @property
-    def updated_at(self) -> datetime:
-        return from_ms(self._rec.updated_ms)
-
-    @property
-    def started_at(self) -> datetime | None:
-        return _dt(self._rec.started_ms)
-
-    @property
-    def ended_at(self) -> datetime | None:
-        return _dt(self._rec.ended_ms)
-
-    @property
-    def last_progress_at(self) -> datetime | None:
-        return _dt(self._rec.last_progress_ms)
-
-    @property
-    def expires_at(self) -> datetime | None:
-        return _dt(self._rec.expires_ms)
-
-    @property
-    def purge_at(self) -> datetime | None:
-        """When retention deletes the ended task."""
-        return _dt(self._rec.purge_ms)
 
     def __repr__(self) -> str:
         return f"<Task {self._rec.id!r} {self._rec.name!r} {self._rec.state.value}>"
@@ -473,17 +371,7 @@ class Task(Generic[OutputT]):
     async def __aenter__(self) -> Self:
         if self._body is not None:
             raise UserError(f"task {self.id!r} is already entered; a task runs once")
-        rec = self._rec
-        if self._stored or rec.expires_ms is not None:
-            await self._start()
-        else:  # the common case, inline: a new task without a time to live, stored started
-            at = now_ms()
-            rec.created_ms = rec.updated_ms = rec.started_ms = at
-            rec.state = _WORKING
-            stored, created = await self._host._create(rec, [_submitted(rec, at), _started(at)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
-            self._rec, self._stored = stored, True
-            if not created:
-                await self._start_stored(at)
+        await self._start()
         body = asyncio.current_task()
         assert body is not None, "a Task is entered from inside an asyncio task"
         self._body, self._cancelling = body, body.cancelling()
@@ -500,14 +388,16 @@ class Task(Generic[OutputT]):
         at = now_ms()
         if rec.expires_ms is not None and rec.expires_ms <= at:
             if not self._stored:  # keep a record of it, so that `rt.get` can say what happened
-                self._rec, _ = await self._host._create(rec, [_submitted(rec, rec.created_ms)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
+                events = [submitted_event(rec, rec.created_ms)]
+                self._rec, _ = await self._host._create(rec, events)  # pyright: ignore[reportPrivateUsage] -- the host protocol
                 self._stored = True
             await self.expire("ttl")
             raise self._ended_error()
         if not self._stored:
             rec.created_ms = rec.updated_ms = rec.started_ms = at
             rec.state = _WORKING
-            stored, created = await self._host._create(rec, [_submitted(rec, at), _started(at)])  # pyright: ignore[reportPrivateUsage] -- the host protocol
+            events = [submitted_event(rec, at), started_event(at)]
+            stored, created = await self._host._create(rec, events)  # pyright: ignore[reportPrivateUsage] -- the host protocol
             self._rec, self._stored = stored, True
             if created:
                 return
@@ -530,7 +420,7 @@ class Task(Generic[OutputT]):
             )
         change = Change(
             task_id=rec.id,
-            event=_started(at),
+            event=started_event(at),
             from_states=sources(_S.WORKING),
             to_state=_S.WORKING,
         )
@@ -632,10 +522,6 @@ _ENDED_ERRORS: dict[TaskState, type[TaskEndedError]] = {
 }
 
 
-def _dt(ms: int | None) -> datetime | None:
-    return None if ms is None else from_ms(ms)
-
-
 def _clip(text: str, max_bytes: int) -> str:
     """`text`, cut so that it takes at most `max_bytes` bytes as a JSON string.
 
@@ -656,30 +542,3 @@ def _cancel_reason(exc: BaseException) -> str:
     if isinstance(exc, asyncio.CancelledError):
         return "the asyncio task running it was cancelled"
     return f"interrupted by {type(exc).__name__}"
-
-
-def _submitted(rec: TaskRecord, at: int) -> NewEvent:
-    data = (
-        f'{{"name":{_js(rec.name)},"owner":{_js(rec.owner)},'
-        f'"payload":{rec.payload},"parent_id":{_js(rec.parent_id)},'
-        f'"expires_at":{_js(rec.expires_ms)}}}'
-    )
-    return NewEvent(kind="submitted", data=data, at_ms=at)
-
-
-def _js(value: object) -> str:
-    """`json.dumps(value)`, with its cheap common cases taken directly."""
-    if value is None:
-        return "null"
-    if type(value) is str:
-        return encode_basestring_ascii(value)  # what `json.dumps` does for a str
-    return json.dumps(value)
-
-
-def _started(at: int) -> NewEvent:
-    return NewEvent(kind="started", data="{}", at_ms=at)
-
-
-def submitted_event(rec: TaskRecord, at: int) -> NewEvent:
-    """The `submitted` event for a new record (used by `Runtime.create`)."""
-    return _submitted(rec, at)

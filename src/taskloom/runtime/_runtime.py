@@ -24,14 +24,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from .._json import encode
-from .._record import Change, NewEvent, TaskQuery, TaskRecord, now_ms
+from .._record import Change, NewEvent, TaskQuery, TaskRecord, now_ms, submitted_event
 from ..agent import Agent, Limits, register_default_host
 from ..errors import ConflictError, NotFoundError, UserError
 from ..events import Event
 from ..spec import TaskSpec, check_seconds
 from ..states import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from ..stores import Store
-from ..task import OutputT, Task, submitted_event
+from ..task import OutputT, Task
 from . import _agents
 from ._watch import Bus, watch
 

@@ -100,13 +100,25 @@ async def watch(
             for task_id, (state, seq) in heads.items():
                 bus.advance(task_id, seq)
                 handles = bus.live.get(task_id)
-                if state in TERMINAL_STATES and handles:
+                if state in TERMINAL_STATES and handles and _unaware(handles):
                     record = await store.get(task_id)
                     if record is not None:
                         _end_all(handles, record)
         except Exception as exc:  # the watcher must outlive a store hiccup
             on_error(exc)
             await asyncio.sleep(poll_interval * 10)
+
+
+def _unaware(handles: set[Task]) -> bool:
+    """Whether a handle may not know yet that its task ended (else reading it is wasted).
+
+    A handle that has seen the end (its own write, mostly) or whose body is ending the
+    task itself ignores the news; see `Task._ended_externally`.
+    """
+    return any(
+        h._rec.state not in TERMINAL_STATES and not h._ending_in_body  # pyright: ignore[reportPrivateUsage] -- runtime-internal
+        for h in handles
+    )
 
 
 def _end_all(handles: set[Task], record: TaskRecord) -> None:

@@ -1,0 +1,127 @@
+"""`TaskView`: the record side of a `Task`, read-only attributes over its stored record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from ._record import TaskRecord
+from .events import from_ms
+from .states import TaskState
+from .usage import Usage
+
+__all__ = ("TaskError", "TaskView")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskError:
+    """What a failed task recorded about its failure."""
+
+    type: str | None
+    """The exception's type name, when an exception caused the failure."""
+    message: str
+    """What went wrong."""
+
+
+class TaskView:
+    """What a task's record says: a snapshot, refreshed by `Task.refresh()`."""
+
+    __slots__ = ()
+    _rec: TaskRecord
+
+    @property
+    def id(self) -> str:
+        """The task's id, known from creation on."""
+        return self._rec.id
+
+    @property
+    def name(self) -> str:
+        return self._rec.name
+
+    @property
+    def owner(self) -> str | None:
+        return self._rec.owner
+
+    @property
+    def state(self) -> TaskState:
+        return self._rec.state
+
+    @property
+    def reason(self) -> str | None:
+        """Why the task ended as it did (a failure, cancel or expiry reason)."""
+        return self._rec.reason
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._rec.parent_id
+
+    @property
+    def payload(self) -> Any:
+        """The task's input (JSON)."""
+        return json.loads(self._rec.payload)
+
+    @property
+    def current_progress(self) -> Mapping[str, Any]:
+        """The progress reported so far, merged (read-only); `progress()` adds to it."""
+        return MappingProxyType(self._rec.progress)
+
+    @property
+    def output(self) -> Any:
+        """The stored result (JSON) of a completed task, else `None`. See also `result()`."""
+        return None if self._rec.result is None else json.loads(self._rec.result)
+
+    @property
+    def error(self) -> TaskError | None:
+        """What a failed task recorded, else `None`."""
+        if self._rec.error is None:
+            return None
+        data = json.loads(self._rec.error)
+        return TaskError(type=data.get("type"), message=data.get("message", ""))
+
+    @property
+    def usage(self) -> Usage:
+        """Model calls, tool calls, tokens and USD cost so far (zero for tasks without an agent)."""
+        raw = self._rec.usage
+        return Usage() if raw is None else Usage.from_json(json.loads(raw))
+
+    @property
+    def last_seq(self) -> int:
+        """The `seq` of the newest event this snapshot has seen."""
+        return self._rec.last_seq
+
+    @property
+    def created_at(self) -> datetime:
+        return from_ms(self._rec.created_ms)
+
+    @property
+    def updated_at(self) -> datetime:
+        return from_ms(self._rec.updated_ms)
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _dt(self._rec.started_ms)
+
+    @property
+    def ended_at(self) -> datetime | None:
+        return _dt(self._rec.ended_ms)
+
+    @property
+    def last_progress_at(self) -> datetime | None:
+        return _dt(self._rec.last_progress_ms)
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return _dt(self._rec.expires_ms)
+
+    @property
+    def purge_at(self) -> datetime | None:
+        """When retention deletes the ended task."""
+        return _dt(self._rec.purge_ms)
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
