@@ -13,12 +13,9 @@ and cancelled by `close`.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -33,6 +30,7 @@ from ..states import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from ..stores import Store
 from ..task import OutputT, Task
 from . import _agents
+from ._pages import SweepReport, TaskPage, decode_cursor, encode_cursor
 from ._watch import Bus, watch
 
 __all__ = ("Runtime", "SweepReport", "TaskPage")
@@ -50,26 +48,6 @@ def _new_id() -> str:
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
     return raw.hex()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskPage:
-    """One page of `Runtime.list`."""
-
-    tasks: list[Task]
-    """The tasks, newest first."""
-    next_cursor: str | None
-    """Pass as `cursor=` for the next page; `None` on the last page."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SweepReport:
-    """What one sweep did."""
-
-    expired: int
-    """Unfinished tasks past their time to live, now `expired`."""
-    purged: int
-    """Ended tasks past their retention, now deleted with their events."""
 
 
 class Runtime:
@@ -286,13 +264,13 @@ class Runtime:
             name=name,
             parent_id=parent_id,
             created_after_ms=None if since is None else int(since.timestamp() * 1000),
-            before=_decode_cursor(cursor),
+            before=decode_cursor(cursor),
             limit=limit + 1,
         )
         records = await self.store.list(query)
         more = len(records) > limit
         records = records[:limit]
-        next_cursor = _encode_cursor(records[-1]) if more else None
+        next_cursor = encode_cursor(records[-1]) if more else None
         return TaskPage(
             tasks=[Task(self, r, stored=True) for r in records], next_cursor=next_cursor
         )
@@ -506,24 +484,6 @@ async def _expire(task: Task) -> None:
 
 def _log_error(exc: Exception) -> None:
     _log.warning("taskloom background work failed: %s", exc, exc_info=exc)
-
-
-def _encode_cursor(record: TaskRecord) -> str:
-    raw = f"{record.created_ms}:{record.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[int, str] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, task_id = raw.partition(":")
-        return int(created), task_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise UserError(
-            f"cursor {cursor!r} is not one this runtime gave out; pass a page's `next_cursor`"
-        ) from None
 
 
 def _typed(task: Task, output_type: Any) -> Task[Any]:

@@ -1,0 +1,54 @@
+"""What `Runtime.list` and `Runtime.sweep` return, and the opaque list cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._record import TaskRecord
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..task import Task
+
+__all__ = ("SweepReport", "TaskPage", "decode_cursor", "encode_cursor")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskPage:
+    """One page of `Runtime.list`."""
+
+    tasks: list[Task]
+    """The tasks, newest first."""
+    next_cursor: str | None
+    """Pass as `cursor=` for the next page; `None` on the last page."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepReport:
+    """What one sweep did."""
+
+    expired: int
+    """Unfinished tasks past their time to live, now `expired`."""
+    purged: int
+    """Ended tasks past their retention, now deleted with their events."""
+
+
+def encode_cursor(record: TaskRecord) -> str:
+    raw = f"{record.created_ms}:{record.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, task_id = raw.partition(":")
+        return int(created), task_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise UserError(
+            f"cursor {cursor!r} is not one this runtime gave out; pass a page's `next_cursor`"
+        ) from None
