@@ -2,7 +2,8 @@
 
 It keeps the same contract as the durable stores (conditional writes, contiguous `seq`,
 retention) so that code tested on it behaves the same on SQLite and PostgreSQL. Several
-runtimes on one event loop may share one `MemoryStore`; `wait_for_change` wakes them.
+runtimes on one event loop may share one `MemoryStore`; each learns of the others' writes
+within its `poll_interval`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,6 @@ class MemoryStore(Store):
         self.url = "memory://"
         self._tasks: dict[str, TaskRecord] = {}
         self._events: dict[str, list[tuple[int, int, str, str]]] = {}
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def _wake(self) -> None:
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
 
     async def create(
         self, record: TaskRecord, events: Sequence[NewEvent]
@@ -48,7 +41,6 @@ class MemoryStore(Store):
         self._events[record.id] = [
             (seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, start=1)
         ]
-        self._wake()
         return stored.copy(), True
 
     async def apply(self, change: Change) -> int | None:
@@ -80,7 +72,6 @@ class MemoryStore(Store):
         rec.updated_ms = at
         rec.last_seq += 1
         self._events[rec.id].append((rec.last_seq, at, event.kind, event.data))
-        self._wake()
         return rec.last_seq
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -106,16 +97,9 @@ class MemoryStore(Store):
         return heads
 
     async def wait_for_change(self, max_wait: float) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            async with asyncio.timeout(max_wait):
-                await fut
-        except TimeoutError:
-            pass
-        finally:
-            if fut in self._waiters:
-                self._waiters.remove(fut)
+        # every writer shares this process: a runtime hears its own writes at once, and
+        # another runtime sharing this store polls (waking on each write cost more than it saved)
+        await asyncio.sleep(max_wait)
 
     async def overdue(self, now_ms: int, *, limit: int = 500) -> list[str]:
         return [
@@ -134,7 +118,7 @@ class MemoryStore(Store):
         return len(doomed)
 
     async def close(self) -> None:
-        self._wake()
+        return None  # nothing to release
 
 
 def _matches(rec: TaskRecord, q: TaskQuery) -> bool:
