@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+import weakref
+from collections.abc import AsyncGenerator, Mapping
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +21,17 @@ from .states import TERMINAL_STATES, TaskState, sources
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ("ask",)
+__all__ = ("WORK_DEADLINE", "ask")
 
 _KINDS = frozenset({"question", "approval", "authorization"})
+
+WORK_DEADLINE: ContextVar[asyncio.Timeout | None] = ContextVar(
+    "taskloom_work_deadline", default=None
+)
+"""The deadline of the work around this code; waiting for a human does not count against it."""
+
+# one question at a time per task: parallel tool calls may each want an answer
+_LOCKS: weakref.WeakKeyDictionary[Task[Any], asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 async def ask(
@@ -33,6 +44,35 @@ async def ask(
 ) -> Any:
     if kind not in _KINDS:
         raise InvalidTransitionError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
+    lock = _LOCKS.setdefault(task, asyncio.Lock())
+    async with lock, _paused(WORK_DEADLINE.get()):
+        return await _ask(task, prompt, answer_type, kind, details, input_timeout)
+
+
+@contextlib.asynccontextmanager
+async def _paused(deadline: asyncio.Timeout | None) -> AsyncGenerator[None]:
+    """Stop the work's deadline clock while a human is asked; restart it with what was left."""
+    when = None if deadline is None else deadline.when()
+    if deadline is None or when is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    left = when - loop.time()
+    deadline.reschedule(None)
+    try:
+        yield
+    finally:
+        deadline.reschedule(loop.time() + max(left, 0.0))
+
+
+async def _ask(
+    task: Task[Any],
+    prompt: str,
+    answer_type: Any,
+    kind: str,
+    details: Mapping[str, Any] | None,
+    input_timeout: timedelta | float | None,
+) -> Any:
     adapter: TypeAdapter[Any] = TypeAdapter(answer_type)
     request: dict[str, Any] = {"kind": kind, "prompt": prompt, "schema": adapter.json_schema()}
     if details:

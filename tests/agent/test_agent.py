@@ -467,3 +467,36 @@ async def test_an_answer_cut_at_the_token_limit_is_sent_back(rt: taskloom.Runtim
     model = ScriptedModel([reply('{"city": "Par', finish_reason="length"), reply(WEATHER)])
     assert (await Agent(model).run("w", output_type=Weather, runtime=rt)).city == "Paris"
     assert "cut off" in content(model.requests[1].messages[-1])
+
+
+async def test_waiting_for_a_human_does_not_count_against_the_deadline(
+    rt: taskloom.Runtime,
+) -> None:
+    async def confirm(task: Task) -> str:
+        """Ask for confirmation."""
+        return await task.ask("go?")
+
+    model = ScriptedModel([reply(tool_calls=[call("confirm")]), reply("went")])
+    agent = Agent(model, tools=[confirm], limits=Limits(deadline_seconds=0.3))
+    task = await rt.submit(agent, "x")
+    await wait_for_state(rt, task.id, TaskState.INPUT_REQUIRED)
+    await asyncio.sleep(0.5)  # longer than the whole deadline
+    await rt.respond(task.id, "yes")
+    assert await task.result() == "went"
+
+
+async def test_parallel_questions_are_asked_one_at_a_time(rt: taskloom.Runtime) -> None:
+    async def ask_name(task: Task, who: str) -> str:
+        """Ask a name."""
+        return await task.ask(f"name of {who}?")
+
+    model = ScriptedModel(
+        [reply(tool_calls=[call("ask_name", who="a"), call("ask_name", who="b")]), reply("ok")]
+    )
+    task = await rt.submit(Agent(model, tools=[ask_name]), "x")
+    for answer in ("Ann", "Bob"):
+        await wait_for_state(rt, task.id, TaskState.INPUT_REQUIRED)
+        await rt.respond(task.id, answer)
+    assert await task.result() == "ok"
+    results = sorted(content(m) for m in model.requests[1].messages if m.role == "tool")
+    assert results == ["Ann", "Bob"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._asking import WORK_DEADLINE
 from .._json import dumps
 from ..errors import ModelError, TaskEndedError, ToolError
 from ..models import (
@@ -99,8 +100,12 @@ async def run_loop(
     """
     run = _Run(agent=agent, task=task, output=output, limits=limits, on_token=on_token)
     try:
-        async with asyncio.timeout(limits.deadline_seconds):
-            return await _drive(run, prompt)
+        async with asyncio.timeout(limits.deadline_seconds) as deadline:
+            token = WORK_DEADLINE.set(deadline)
+            try:
+                return await _drive(run, prompt)
+            finally:
+                WORK_DEADLINE.reset(token)
     except TimeoutError:
         await task.expire("deadline")
         raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- same package

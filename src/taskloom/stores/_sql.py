@@ -26,6 +26,7 @@ __all__ = (
     "record_from_row",
     "record_params",
     "render",
+    "state_of",
     "update_task",
 )
 
@@ -162,6 +163,14 @@ def record_params(rec: TaskRecord) -> tuple[Any, ...]:
     )
 
 
+_STATES = {s.value: s for s in TaskState}
+
+
+def state_of(value: str) -> TaskState:
+    """`TaskState(value)`, with a dictionary look-up first: calling the enum is slow."""
+    return _STATES.get(value) or TaskState(value)
+
+
 class Row(Protocol):
     """A database row: `sqlite3` tuples and `asyncpg` records both index by position."""
 
@@ -174,7 +183,7 @@ def record_from_row(row: Row) -> TaskRecord:
         id=row[0],
         name=row[1],
         owner=row[2],
-        state=TaskState(row[3]),
+        state=state_of(row[3]),
         reason=row[4],
         payload=row[5],
         progress=json.loads(row[6]),

@@ -177,7 +177,7 @@ class SQLiteStore(Store):
         sql = "SELECT id, state, last_seq FROM tasks WHERE id IN (SELECT value FROM json_each(?))"
         ids = json.dumps(list(task_ids))
         rows = await self._read(lambda conn: conn.execute(sql, (ids,)).fetchall())
-        return {r[0]: (TaskState(r[1]), r[2]) for r in rows}
+        return {r[0]: (_sql.state_of(r[1]), r[2]) for r in rows}
 
     async def wait_for_change(self, max_wait: float) -> None:
         def version(conn: sqlite3.Connection) -> int:
