@@ -21,14 +21,16 @@ from .states import TERMINAL_STATES, TaskState, sources
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ("WORK_DEADLINE", "ask")
+__all__ = ("INPUT_TIMEOUT", "PAUSABLE", "ask")
 
 _KINDS = frozenset({"question", "approval", "authorization"})
 
-WORK_DEADLINE: ContextVar[asyncio.Timeout | None] = ContextVar(
-    "taskloom_work_deadline", default=None
-)
-"""The deadline of the work around this code; waiting for a human does not count against it."""
+PAUSABLE: ContextVar[tuple[asyncio.Timeout, ...]] = ContextVar("taskloom_pausable", default=())
+"""Clocks of the work around this code (its deadline, a tool's timeout): waiting for a human
+does not count against them."""
+
+INPUT_TIMEOUT: ContextVar[float | None] = ContextVar("taskloom_input_timeout", default=None)
+"""How long `ask` waits when not told, as the enclosing agent run's limits say."""
 
 # one question at a time per task: parallel tool calls may each want an answer
 _LOCKS: weakref.WeakKeyDictionary[Task[Any], asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -45,24 +47,27 @@ async def ask(
     if kind not in _KINDS:
         raise InvalidTransitionError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
     lock = _LOCKS.setdefault(task, asyncio.Lock())
-    async with lock, _paused(WORK_DEADLINE.get()):
+    if input_timeout is None:
+        input_timeout = INPUT_TIMEOUT.get()
+    async with lock, _paused(PAUSABLE.get()):
         return await _ask(task, prompt, answer_type, kind, details, input_timeout)
 
 
 @contextlib.asynccontextmanager
-async def _paused(deadline: asyncio.Timeout | None) -> AsyncGenerator[None]:
-    """Stop the work's deadline clock while a human is asked; restart it with what was left."""
-    when = None if deadline is None else deadline.when()
-    if deadline is None or when is None:
-        yield
-        return
+async def _paused(clocks: tuple[asyncio.Timeout, ...]) -> AsyncGenerator[None]:
+    """Stop the work's clocks while a human is asked; restart each with what it had left."""
     loop = asyncio.get_running_loop()
-    left = when - loop.time()
-    deadline.reschedule(None)
+    stopped: list[tuple[asyncio.Timeout, float]] = []
+    for clock in clocks:
+        when = clock.when()
+        if when is not None and not clock.expired():
+            stopped.append((clock, when - loop.time()))
+            clock.reschedule(None)
     try:
         yield
     finally:
-        deadline.reschedule(loop.time() + max(left, 0.0))
+        for clock, left in stopped:
+            clock.reschedule(loop.time() + max(left, 0.0))
 
 
 async def _ask(
@@ -106,6 +111,10 @@ async def _ask(
     except TimeoutError:
         await task.expire("input_timeout")
         raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- Task's own helper
+    except BaseException:
+        # the wait was abandoned (cancelled, or it failed): take the question back
+        await asyncio.shield(_withdraw(task))
+        raise
     try:
         return adapter.validate_python(answer)
     except ValidationError as exc:
@@ -123,3 +132,19 @@ async def _wait_for_answer(task: Task[Any], after: int) -> Any:
             raise task._ended_error()  # pyright: ignore[reportPrivateUsage] -- Task's own helper
     await task.refresh()
     raise task._ended_error()  # pyright: ignore[reportPrivateUsage] -- Task's own helper
+
+
+async def _withdraw(task: Task[Any]) -> None:
+    """Move a task still waiting for an answer back to `working`, with no answer."""
+    rec = task._rec  # pyright: ignore[reportPrivateUsage] -- Task's own helper
+    if rec.state is not TaskState.INPUT_REQUIRED:
+        return
+    change = Change(
+        task_id=rec.id,
+        event=NewEvent(kind="resumed", data='{"answer":null,"withdrawn":true}', at_ms=now_ms()),
+        from_states=(TaskState.INPUT_REQUIRED.value,),
+        to_state=TaskState.WORKING,
+    )
+    seq = await task._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+    if seq is not None:
+        rec.state, rec.last_seq = TaskState.WORKING, seq

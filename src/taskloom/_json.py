@@ -96,7 +96,7 @@ def encode(value: Any, *, what: str, task_id: str, limit: int) -> str:
         limit: The largest encoded size allowed, in bytes.
 
     Raises:
-        NotSerializableError: `value` is not JSON (or holds NaN or infinity).
+        NotSerializableError: `value` is not JSON (or holds NaN, infinity or a NUL character).
         PayloadTooLargeError: its JSON is longer than `limit` bytes.
     """
     try:
@@ -106,6 +106,11 @@ def encode(value: Any, *, what: str, task_id: str, limit: int) -> str:
             f"the {what} of task {task_id!r} cannot be stored: {exc}; use dicts, lists, str,"
             " int, float, bool, None, pydantic models or dataclasses"
         ) from None
+    if "\\u0000" in text:
+        raise NotSerializableError(
+            f"the {what} of task {task_id!r} holds a NUL character (\\u0000), which PostgreSQL"
+            " cannot keep in JSON; remove it (the same refusal on every store keeps them alike)"
+        )
     size = len(text) if text.isascii() else len(text.encode())
     if size > limit:
         raise PayloadTooLargeError(

@@ -99,6 +99,8 @@ class TaskResumed(_EventBase):
     kind: Literal["resumed"] = "resumed"
     answer: JSONValue = None
     """The validated answer."""
+    withdrawn: bool = False
+    """The question was taken back unanswered (the asker gave up waiting)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -462,8 +462,8 @@ class Task(TaskView, Generic[OutputT]):
         """Leave a body that this handle interrupted because the task ended elsewhere."""
         body = self._body
         assert body is not None
-        if exc is None:
-            # the body finished before our cancel reached it: take the cancel here
+        if not isinstance(exc, asyncio.CancelledError):
+            # our cancel has not reached the body (it ended, or raised, first): take it here
             try:
                 await asyncio.sleep(0)
             except asyncio.CancelledError:

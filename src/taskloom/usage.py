@@ -18,7 +18,7 @@ class Usage:
     """What a task (or one call) has used so far."""
 
     requests: int = 0
-    """Model calls made (retries included)."""
+    """Model calls answered (failed attempts that were retried are `model_retried` events)."""
     tool_calls: int = 0
     """Tool calls run."""
     input_tokens: int = 0

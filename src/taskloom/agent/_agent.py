@@ -73,6 +73,8 @@ class AgentHost(Protocol):
         name: str | None = None,
         payload: Any = None,
         parent: Task | str | None = None,
+        on_event: EventCallback | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Task[Any]: ...
 
 
@@ -242,8 +244,13 @@ class Agent:
         limits: Limits | None = None,
         on_event: EventCallback | None = None,
         on_token: Callable[[str], None] | None = None,
+        listening: bool = False,
     ) -> Any:
-        """Run the loop inside `task` (entering it), complete it and return the output."""
+        """Run the loop inside `task` (entering it), complete it and return the output.
+
+        `listening=True` says that `on_event` already listens to the task (set up by the
+        caller before the task was stored).
+        """
         output: OutputType[Any] = OutputType.of(output_type)
         chosen = limits or self.limits
         depth = _DEPTH.get()
@@ -255,7 +262,7 @@ class Agent:
         inherited_event, inherited_token = _CALLBACKS.get()
         on_event = on_event or inherited_event
         on_token = on_token or inherited_token
-        stop = host.listen(task.id, on_event) if on_event is not None else None
+        stop = host.listen(task.id, on_event) if on_event is not None and not listening else None
         token = _DEPTH.set(depth + 1)
         callbacks = _CALLBACKS.set((on_event, on_token))
         try:

@@ -29,6 +29,7 @@ from pydantic import ValidationError, create_model
 
 from .._json import dumps
 from ..errors import UserError
+from ..states import TERMINAL_STATES
 from ..task import Task
 from ..tools import Tool, tool
 
@@ -136,7 +137,13 @@ class TaskFunction(Generic[P, R]):
         )
 
     async def submit(
-        self, *args: Any, session: str | None = None, runtime: Any = None, **kwargs: Any
+        self,
+        *args: Any,
+        session: str | None = None,
+        on_event: Any = None,
+        on_token: Any = None,
+        runtime: Any = None,
+        **kwargs: Any,
     ) -> Task:
         """Create a durable task for these inputs, run it in the background, return its handle."""
         from ._agent import _default_host  # pyright: ignore[reportPrivateUsage] -- same package
@@ -144,14 +151,20 @@ class TaskFunction(Generic[P, R]):
         prompt, data = self._prompt(args, kwargs)
         parent = _parent()
         host = runtime or await _default_host(parent)
-        return await host.submit(
+        task: Task = await host.submit(
             self.agent,
             prompt,
             output_type=self.output_type,
             name=self.name,
             payload={"inputs": data, "session": session},
             parent=parent,
+            on_event=on_event,
+            on_token=on_token,
         )
+        running = self._running.setdefault(session or "", set())
+        running.difference_update([t for t in running if t.state in TERMINAL_STATES])
+        running.add(task)  # the runner updates this same handle as the task goes on
+        return task
 
     async def cancel(self, *, session: str | None = None, reason: str = "") -> int:
         """Cancel the running calls of `session` (all sessionless calls by default).
@@ -159,9 +172,11 @@ class TaskFunction(Generic[P, R]):
         Returns:
             How many running calls were cancelled.
         """
-        running = list(self._running.get(session or "", ()))
+        running = self._running.get(session or "", set())
+        for ended in [t for t in running if t.state in TERMINAL_STATES]:
+            running.discard(ended)
         cancelled = 0
-        for task in running:
+        for task in list(running):
             if await task.cancel(reason or f"cancelled by {self.name}.cancel()"):
                 cancelled += 1
         return cancelled

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._asking import WORK_DEADLINE
+from .._asking import INPUT_TIMEOUT, PAUSABLE
 from .._json import dumps
 from ..errors import ModelError, TaskEndedError, ToolError
 from ..models import (
@@ -99,14 +99,21 @@ async def run_loop(
         TaskExpiredError: the deadline passed (or a human did not answer in time).
     """
     run = _Run(agent=agent, task=task, output=output, limits=limits, on_token=on_token)
+    deadline = asyncio.timeout(limits.deadline_seconds)
     try:
-        async with asyncio.timeout(limits.deadline_seconds) as deadline:
-            token = WORK_DEADLINE.set(deadline)
+        async with deadline:
+            tokens = (
+                PAUSABLE.set((*PAUSABLE.get(), deadline)),
+                INPUT_TIMEOUT.set(limits.input_timeout_seconds),
+            )
             try:
                 return await _drive(run, prompt)
             finally:
-                WORK_DEADLINE.reset(token)
+                INPUT_TIMEOUT.reset(tokens[1])
+                PAUSABLE.reset(tokens[0])
     except TimeoutError:
+        if not deadline.expired():
+            raise  # a timeout of something inside, not the work's deadline
         await task.expire("deadline")
         raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- same package
     except _Stop as stop:
@@ -202,7 +209,9 @@ async def _call_model(run: _Run, request: ModelRequest, turn: int) -> ModelRespo
                 or run.retries_used > limits.task_retries
                 or delay is None
             ):
-                raise
+                if error is exc:
+                    raise
+                raise error from exc
             await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
                 "model_retried",
                 {"turn": turn, "attempt": attempt, "error": str(error), "delay_s": delay},
@@ -269,7 +278,13 @@ async def _run_tools(run: _Run, calls: Sequence[ToolCall], turn: int) -> list[To
             f" max_tool_calls={run.limits.max_tool_calls}",
         )
     run.usage = run.usage.add_tool_calls(len(calls))
-    results = await asyncio.gather(*(_run_tool(run, call, turn, i) for i, call in enumerate(calls)))
+    try:
+        async with asyncio.TaskGroup() as group:
+            running = [group.create_task(_run_tool(run, c, turn, i)) for i, c in enumerate(calls)]
+    except BaseExceptionGroup as failed:
+        # the first failure ends the turn; the group has already stopped the other calls
+        raise failed.exceptions[0] from None
+    results = [r.result() for r in running]
     for call, result in zip(calls, results, strict=True):
         if result.is_error:
             key = (call.name, _canonical(call.arguments))
@@ -296,10 +311,17 @@ async def _run_tool(run: _Run, call: ToolCall, turn: int, index: int) -> ToolRes
         await _check_tool(run, tool, arguments)
         key = f"{run.task.id}/{turn}/{index}"
         timeout = tool.timeout or run.limits.tool_timeout_seconds
+        limit = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
-                value = await tool.call(arguments, task=run.task, idempotency_key=key)
+            async with limit:
+                token = PAUSABLE.set((*PAUSABLE.get(), limit))  # a human's answer takes its time
+                try:
+                    value = await tool.call(arguments, task=run.task, idempotency_key=key)
+                finally:
+                    PAUSABLE.reset(token)
         except TimeoutError:
+            if not limit.expired():
+                raise
             raise _ToolRefused(f"the tool {tool.name!r} timed out after {timeout}s") from None
         result = result_text(value)
     except (ToolArgumentsError, _ToolRefused) as exc:
@@ -319,6 +341,7 @@ async def _run_tool(run: _Run, call: ToolCall, turn: int, index: int) -> ToolRes
             "duration_ms": int((time.perf_counter() - started) * 1000),
             "effect": tool.effect if tool is not None else "",
         },
+        usage=run.usage.to_json(),
     )
     if error is not None:
         return ToolResultMessage(call_id=call.id, name=call.name, content=error, is_error=True)

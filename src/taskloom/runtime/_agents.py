@@ -14,10 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from .._json import dumps
+from .._json import encode
 from .._record import Change, NewEvent, now_ms
 from .._schema import schema_problems
 from ..agent import Agent, Limits
+from ..agent._output import OutputType
 from ..errors import InvalidAnswerError, InvalidTransitionError, TaskEndedError
 from ..events import Event, TaskInputRequired, event_from_row
 from ..states import TaskState, sources
@@ -45,8 +46,8 @@ class Listeners:
         def remove() -> None:
             if callback in callbacks:
                 callbacks.remove(callback)
-            if not callbacks:
-                self._by_task.pop(task_id, None)
+            if not callbacks and self._by_task.get(task_id) is callbacks:
+                del self._by_task[task_id]
 
         return remove
 
@@ -83,14 +84,25 @@ async def start_agent_task(
     on_token: Callable[[str], None] | None,
 ) -> Task:
     """Store a `submitted` agent task and start performing it in the background."""
-    task = await rt.create(
+    OutputType.of(output_type)  # refuse an unusable output type before anything is stored
+    handle = rt.task(
         name or agent.name,
         owner=owner,
         payload={"prompt": prompt} if payload is None else payload,
         task_id=task_id,
         parent=parent,
     )
+    # listen before the first write, so that `on_event` sees `submitted` too
+    stop = rt.listen(handle.id, on_event) if on_event is not None else None
+    try:
+        task = await rt._store_submitted(handle)  # pyright: ignore[reportPrivateUsage] -- same package
+    except BaseException:
+        if stop is not None:
+            stop()
+        raise
     if task.state is not TaskState.SUBMITTED:
+        if stop is not None:
+            stop()
         return task  # the same id again: the existing task, never a duplicate
 
     async def perform() -> None:
@@ -103,11 +115,17 @@ async def start_agent_task(
                 limits=limits,
                 on_event=on_event,
                 on_token=on_token,
+                listening=stop is not None,
             )
         except TaskEndedError:
             pass  # recorded on the task
-        except Exception as exc:  # recorded on the task by its block; the runner goes on
+        except Exception as exc:
+            if task.state is TaskState.SUBMITTED:  # it never started: say why on the record
+                await task.fail(exc)
             _log.info("task %s failed: %s", task.id, exc)
+        finally:
+            if stop is not None:
+                stop()
 
     rt._spawn(perform())  # pyright: ignore[reportPrivateUsage] -- the runtime's own group
     return task
@@ -128,7 +146,7 @@ async def respond(rt: Runtime, task_id: str, answer: Any) -> Task:
             f"the answer to {request.get('prompt', 'the request')!r} does not fit: "
             + "; ".join(problems)
         )
-    text = dumps(answer)
+    text = encode(answer, what="answer", task_id=task_id, limit=rt.max_payload_bytes)
     change = Change(
         task_id=task_id,
         event=NewEvent(kind="resumed", data=f'{{"answer":{text}}}', at_ms=now_ms()),
@@ -144,7 +162,10 @@ async def respond(rt: Runtime, task_id: str, answer: Any) -> Task:
 
 
 async def _pending_request(rt: Runtime, task: Task) -> dict[str, Any]:
+    # the request is usually among the last events; else read the whole log
     events = await rt.store.read_events(task.id, after=max(0, task.last_seq - 50))
+    if not any(isinstance(e, TaskInputRequired) for e in events):
+        events = await rt.store.read_events(task.id, after=0, limit=task.last_seq)
     for event in reversed(events):
         request: Any = event.request if isinstance(event, TaskInputRequired) else None
         if isinstance(request, dict):

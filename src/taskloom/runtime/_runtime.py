@@ -213,6 +213,20 @@ class Runtime:
             retention_seconds=retention_seconds,
             parent=parent,
         )
+        return await self._store_submitted(task)
+
+    async def _cap_by_parent(self, record: TaskRecord, events: list[NewEvent]) -> list[NewEvent]:
+        """A child lives no longer than its parent: cap its expiry by the parent's."""
+        parent = await self.store.get(record.parent_id or "")
+        if parent is None or parent.expires_ms is None:
+            return events
+        if record.expires_ms is not None and record.expires_ms <= parent.expires_ms:
+            return events
+        record.expires_ms = parent.expires_ms
+        return [submitted_event(record, e.at_ms) if e.kind == "submitted" else e for e in events]
+
+    async def _store_submitted(self, task: Task) -> Task:
+        """Store a new handle's record as `submitted` (or find the task with its id)."""
         rec = task._rec  # pyright: ignore[reportPrivateUsage] -- same package
         stored, _ = await self._create(rec, [submitted_event(rec, rec.created_ms)])
         return Task(self, stored, stored=True)
@@ -399,6 +413,8 @@ class Runtime:
     # -- the host side of Task (see task.TaskHost) -------------------------------------------
 
     async def _create(self, record: TaskRecord, events: list[NewEvent]) -> tuple[TaskRecord, bool]:
+        if record.parent_id is not None:
+            events = await self._cap_by_parent(record, events)
         stored, created = await self.store.create(record, events)
         if created and self._listeners.wants(record.id):
             for seq, event in enumerate(events, start=1):

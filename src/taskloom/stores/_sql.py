@@ -41,7 +41,7 @@ TASK_COLUMNS = (
 INSERT_TASK = (
     f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({{p1}}, {{p2}}, {{p3}}, {{p4}}, {{p5}}, {{p6}},"
     " {p7}, {p8}, {p9}, {p10}, {p11}, {p12}, {p13}, {p14}, {p15}, {p16}, {p17}, {p18}, {p19},"
-    " {p20}, {p21}) ON CONFLICT (id) DO NOTHING RETURNING id"
+    " {p20}, {p21}) ON CONFLICT (id) DO NOTHING"
 )
 
 INSERT_EVENT = (

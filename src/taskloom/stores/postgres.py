@@ -103,7 +103,7 @@ class PostgresStore(Store):
         params = list(_sql.record_params(record))
         params[18] = len(events)
         async with self._conn() as conn, conn.transaction():
-            inserted = await conn.fetchval(_sql.render(_sql.INSERT_TASK, "postgres"), *params)
+            inserted = await conn.fetchval(_INSERT_TASK, *params)
             if inserted is None:
                 row = await conn.fetchrow(_GET, record.id)
                 return (record if row is None else _sql.record_from_row(row)), False
@@ -218,6 +218,7 @@ class PostgresStore(Store):
 
 
 _GET = f"SELECT {_sql.TASK_COLUMNS} FROM tasks WHERE id = $1"
+_INSERT_TASK = _sql.render(f"{_sql.INSERT_TASK} RETURNING id", "postgres")
 _INSERT_EVENTS = (
     "INSERT INTO events (task_id, seq, at_ms, kind, data)"
     " SELECT $1, s, a, k, d FROM unnest($2::int[], $3::bigint[], $4::text[], $5::json[])"

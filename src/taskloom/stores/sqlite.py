@@ -46,6 +46,7 @@ __all__ = ("SQLiteStore",)
 T = TypeVar("T")
 _INSERT_TASK = _sql.render(_sql.INSERT_TASK, "sqlite")
 _SELECT_PROGRESS = "SELECT progress FROM tasks WHERE id = ?"
+_LAST_SEQ = "SELECT last_seq FROM tasks WHERE id = ?"
 _SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 _OUR_TABLES = frozenset({"tasks", "events", "taskloom_schema"})
 
@@ -105,7 +106,7 @@ class SQLiteStore(Store):
         rows = [(task_id, seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, 1)]
 
         def op(conn: sqlite3.Connection, queued: list[EventRow]) -> tuple[TaskRecord, bool]:
-            if conn.execute(_INSERT_TASK, params).fetchone() is None:
+            if conn.execute(_INSERT_TASK, params).rowcount != 1:  # the id is taken
                 return _get(conn, task_id) or record, False
             queued += rows
             return _sql.record_from_row(params), True
@@ -146,10 +147,9 @@ class SQLiteStore(Store):
                 merged = json.loads(row[0])
                 merged.update(patch)
                 params[3] = dumps(merged)
-            row = conn.execute(update, params).fetchone()
-            if row is None:
-                return None
-            seq: int = row[0]
+            if conn.execute(update, params).rowcount != 1:
+                return None  # no such task, or not in one of `from_states`
+            seq: int = conn.execute(_LAST_SEQ, (task_id,)).fetchone()[0]
             queued.append((task_id, seq, event.at_ms, event.kind, event.data))
             return seq
 
@@ -247,8 +247,10 @@ def _update_sql(
     The same write as `_sql.update_task`, but a column left as it is stays out of the
     statement, so that an update of progress rewrites no index. Parameters: 1 reason,
     2 result, 3 error, 4 progress (the patch for `json_patch`, or the merged object), 5 the
-    time, 6 the task id, 7 usage. Returns the new `last_seq`, or no row when the state did not match;
-    a terminal record is never matched, whatever `from_states` says.
+    time, 6 the task id, 7 usage. It changes no row when the state does not match; a
+    terminal record is never matched, whatever `from_states` says. There is no `RETURNING`
+    clause: SQLite builds a temporary table for it, which costs more than reading
+    `last_seq` back.
     """
     sets: list[str] = []
     if target is not None:
@@ -273,7 +275,7 @@ def _update_sql(
     terminal = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
     return (
         f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?6 AND state IN ({states})"
-        f" AND state NOT IN ({terminal}) RETURNING last_seq"
+        f" AND state NOT IN ({terminal})"
     )
 
 
