@@ -165,11 +165,6 @@ async def test_no_tool_runs_on_after_its_task_ended(rt: taskloom.Runtime) -> Non
     assert ran == []  # got ['slow']: it ran after the task had failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN: children inherit what is left of their parent's budget; a child task"
-    " (Agent.fn) gets its agent's full Limits and its usage is not charged to the parent",
-)
 async def test_a_child_task_is_held_to_its_parents_budget(rt: taskloom.Runtime) -> None:
     child = Agent(
         ScriptedModel([reply("found it", input_tokens=500, output_tokens=500)]), name="child"
@@ -184,8 +179,11 @@ async def test_a_child_task_is_held_to_its_parents_budget(rt: taskloom.Runtime) 
         limits=Limits(max_tokens=40),
     )
     parent.fn(research)
-    with pytest.raises(TaskFailedError):  # got "done": 1030 tokens under max_tokens=40
+    with pytest.raises(TaskFailedError) as caught:
         await parent.run("go", runtime=rt)
+    assert caught.value.reason == "max_tokens"
+    child_task = (await rt.list(name="research")).tasks[0]
+    assert child_task.state is TaskState.FAILED and child_task.reason == "max_tokens"
 
 
 # -- asking and answering ----------------------------------------------------------------------

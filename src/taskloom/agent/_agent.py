@@ -26,7 +26,7 @@ from ..task import Task, current_task
 from ..tools import Tool, as_tool, tool
 from ._guardrails import Guardrail
 from ._limits import Limits
-from ._loop import run_loop
+from ._loop import charge_parent, inherit_limits, run_loop
 from ._output import OutputType
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class Agent:
         caller before the task was stored).
         """
         output: OutputType[Any] = OutputType.of(output_type)
-        chosen = limits or self.limits
+        chosen = inherit_limits(limits or self.limits)
         depth = _DEPTH.get()
         if depth >= chosen.max_depth:
             raise UserError(
@@ -282,6 +282,7 @@ class Agent:
         finally:
             _DEPTH.reset(token)
             _CALLBACKS.reset(callbacks)
+            charge_parent(task.usage)
             if stop is not None:
                 stop()
 

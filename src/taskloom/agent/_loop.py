@@ -14,7 +14,8 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,7 +43,7 @@ from ._output import OutputInvalid, OutputType
 if TYPE_CHECKING:
     from ._agent import Agent
 
-__all__ = ("Approval", "ToolCallCheck", "run_loop")
+__all__ = ("Approval", "ToolCallCheck", "charge_parent", "inherit_limits", "run_loop")
 
 T = TypeVar("T")
 
@@ -78,9 +79,39 @@ class _Run:
     output: OutputType[Any]
     limits: Limits
     on_token: Callable[[str], None] | None
+    deadline: asyncio.Timeout | None = None
     usage: Usage = field(default_factory=Usage)
     retries_used: int = 0
     failures: Counter[tuple[str, str]] = field(default_factory=Counter[tuple[str, str]])
+
+
+_CURRENT_RUN: ContextVar[_Run | None] = ContextVar("taskloom_agent_run", default=None)
+
+
+def inherit_limits(limits: Limits) -> Limits:
+    """A child task's limits: its own, but no more than what its parent run has left."""
+    parent = _CURRENT_RUN.get()
+    if parent is None:
+        return limits
+    left = parent.limits
+    used = parent.usage
+    loop = asyncio.get_running_loop()
+    when = parent.deadline.when() if parent.deadline is not None else None
+    seconds = limits.deadline_seconds if when is None else when - loop.time()
+    return replace(
+        limits,
+        max_tokens=max(1, min(limits.max_tokens, left.max_tokens - used.total_tokens)),
+        max_cost_usd=max(1e-9, min(limits.max_cost_usd, left.max_cost_usd - used.cost_usd)),
+        max_tool_calls=max(1, min(limits.max_tool_calls, left.max_tool_calls - used.tool_calls)),
+        deadline_seconds=max(1e-3, min(limits.deadline_seconds, seconds)),
+    )
+
+
+def charge_parent(usage: Usage) -> None:
+    """Add what a child task used to its parent run's usage."""
+    parent = _CURRENT_RUN.get()
+    if parent is not None:
+        parent.usage = parent.usage + usage
 
 
 async def run_loop(
@@ -98,17 +129,21 @@ async def run_loop(
         TaskFailedError: a limit, the loop guard, a guardrail or invalid output ended it.
         TaskExpiredError: the deadline passed (or a human did not answer in time).
     """
-    run = _Run(agent=agent, task=task, output=output, limits=limits, on_token=on_token)
     deadline = asyncio.timeout(limits.deadline_seconds)
+    run = _Run(
+        agent=agent, task=task, output=output, limits=limits, on_token=on_token, deadline=deadline
+    )
     try:
         async with deadline:
             tokens = (
                 PAUSABLE.set((*PAUSABLE.get(), deadline)),
                 INPUT_TIMEOUT.set(limits.input_timeout_seconds),
+                _CURRENT_RUN.set(run),
             )
             try:
                 return await _drive(run, prompt)
             finally:
+                _CURRENT_RUN.reset(tokens[2])
                 INPUT_TIMEOUT.reset(tokens[1])
                 PAUSABLE.reset(tokens[0])
     except TimeoutError:
@@ -285,6 +320,7 @@ async def _run_tools(run: _Run, calls: Sequence[ToolCall], turn: int) -> list[To
         # the first failure ends the turn; the group has already stopped the other calls
         raise failed.exceptions[0] from None
     results = [r.result() for r in running]
+    _check_budget(run)  # sub-agent tasks run as tools may have spent the budget
     for call, result in zip(calls, results, strict=True):
         if result.is_error:
             key = (call.name, _canonical(call.arguments))

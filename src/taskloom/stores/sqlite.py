@@ -25,11 +25,12 @@ import asyncio
 import contextlib
 import functools
 import json
+import operator
 import sqlite3
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qs
 
 from .._json import dumps
@@ -104,12 +105,17 @@ class SQLiteStore(Store):
         params[18] = len(events)
         task_id = record.id
         rows = [(task_id, seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, 1)]
+        if record.progress:  # what reading the row back gives: progress as JSON decodes it
+            stored = _sql.record_from_row(params)
+        else:
+            stored = record.copy()
+            stored.last_seq = len(events)
 
         def op(conn: sqlite3.Connection, queued: list[EventRow]) -> tuple[TaskRecord, bool]:
             if conn.execute(_INSERT_TASK, params).rowcount != 1:  # the id is taken
                 return _get(conn, task_id) or record, False
             queued += rows
-            return _sql.record_from_row(params), True
+            return stored, True
 
         if self._closed:
             raise StoreUnavailableError(f"the store {self.url} is closed")
@@ -127,16 +133,15 @@ class SQLiteStore(Store):
             None if patch is None else "merged" if merge else "patch",
             change.usage is not None,
         )
-        params = [
+        values = [
             change.reason,
             change.result,
             change.error,
             None if patch is None or merge else change.progress_json or dumps(patch),
             event.at_ms,
             task_id,
+            change.usage,
         ]
-        if change.usage is not None:
-            params.append(change.usage)
 
         def op(conn: sqlite3.Connection, queued: list[EventRow]) -> int | None:
             if merge:
@@ -146,8 +151,8 @@ class SQLiteStore(Store):
                     return None
                 merged = json.loads(row[0])
                 merged.update(patch)
-                params[3] = dumps(merged)
-            if conn.execute(update, params).rowcount != 1:
+                values[3] = dumps(merged)
+            if conn.execute(update.sql, update.pick(values)).rowcount != 1:
                 return None  # no such task, or not in one of `from_states`
             seq: int = conn.execute(_LAST_SEQ, (task_id,)).fetchone()[0]
             queued.append((task_id, seq, event.at_ms, event.kind, event.data))
@@ -232,6 +237,15 @@ def _patchable(patch: dict[str, Any]) -> bool:
     return True
 
 
+class _Update(NamedTuple):
+    """The statement of one shape of change, and what to bind to it."""
+
+    sql: str
+    pick: Callable[[Sequence[Any]], tuple[Any, ...]]
+    """Takes the parameters the statement uses from `[reason, result, error, progress,
+    time, task id, usage]`, in order."""
+
+
 @functools.cache
 def _update_sql(
     from_states: tuple[str, ...],
@@ -241,42 +255,46 @@ def _update_sql(
     error: bool,
     progress: str | None,
     usage: bool = False,
-) -> str:
+) -> _Update:
     """The conditional write of one change, setting only the columns it changes.
 
     The same write as `_sql.update_task`, but a column left as it is stays out of the
-    statement, so that an update of progress rewrites no index. Parameters: 1 reason,
-    2 result, 3 error, 4 progress (the patch for `json_patch`, or the merged object), 5 the
-    time, 6 the task id, 7 usage. It changes no row when the state does not match; a
-    terminal record is never matched, whatever `from_states` says. There is no `RETURNING`
-    clause: SQLite builds a temporary table for it, which costs more than reading
-    `last_seq` back.
+    statement, so that an update of progress rewrites no index, and so does its parameter:
+    binding `None` costs the `sqlite3` module a failed adapter look-up. `progress` is
+    `"patch"` (merged by `json_patch`) or `"merged"` (the merged object is bound). The
+    statement changes no row when the state does not match; a terminal record is never
+    matched, whatever `from_states` says. There is no `RETURNING` clause: SQLite builds a
+    temporary table for it, which costs more than reading `last_seq` back.
     """
+    used: list[int] = []
+
+    def param(index: int) -> str:  # index into `_Update.pick`'s list
+        if index not in used:
+            used.append(index)
+        return f"?{used.index(index) + 1}"
+
     sets: list[str] = []
     if target is not None:
         sets.append(f"state = '{target.value}'")
         if target is TaskState.WORKING:
-            sets.append("started_ms = coalesce(started_ms, ?5)")
+            sets.append(f"started_ms = coalesce(started_ms, {param(4)})")
         elif target in TERMINAL_STATES:
-            sets.append("ended_ms = ?5, purge_ms = ?5 + retention_ms")
-    if reason:
-        sets.append("reason = ?1")
-    if result:
-        sets.append("result = ?2")
-    if error:
-        sets.append("error = ?3")
+            sets.append(f"ended_ms = {param(4)}, purge_ms = {param(4)} + retention_ms")
+    for flag, column, index in ((reason, "reason", 0), (result, "result", 1), (error, "error", 2)):
+        if flag:
+            sets.append(f"{column} = {param(index)}")
     if progress is not None:
-        value = "json_patch(progress, ?4)" if progress == "patch" else "?4"
-        sets.append(f"progress = {value}, last_progress_ms = ?5")
+        value = f"json_patch(progress, {param(3)})" if progress == "patch" else param(3)
+        sets.append(f"progress = {value}, last_progress_ms = {param(4)}")
     if usage:
-        sets.append("usage = ?7")
-    sets.append("updated_ms = ?5, last_seq = last_seq + 1")
-    states = ", ".join(f"'{TaskState(s).value}'" for s in from_states)
-    terminal = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATES))
-    return (
-        f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?6 AND state IN ({states})"
-        f" AND state NOT IN ({terminal})"
-    )
+        sets.append(f"usage = {param(6)}")
+    sets.append(f"updated_ms = {param(4)}, last_seq = last_seq + 1")
+    # `state IN (...)` of more than two values, or `NOT IN`, makes SQLite build a temporary
+    # index on every run: compare with `=` instead, leaving out the terminal states here
+    allowed = sorted({TaskState(s) for s in from_states} - TERMINAL_STATES)
+    matches = " OR ".join(f"state = '{s.value}'" for s in allowed) or "0"
+    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE id = {param(5)} AND ({matches})"
+    return _Update(sql, operator.itemgetter(*used))
 
 
 def _guarded(op: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
