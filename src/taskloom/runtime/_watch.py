@@ -2,7 +2,7 @@
 
 Writes made through this runtime wake local subscribers at once. Writes made by other
 processes are seen by one watcher loop per runtime: it waits for the store to report a
-change (LISTEN/NOTIFY on PostgreSQL, `PRAGMA data_version` on SQLite), then reads the head
+change (LISTEN/NOTIFY on PostgreSQL; SQLite and memory are polled), then reads the head
 (state, last `seq`) of every task someone here is interested in, and wakes or interrupts.
 """
 

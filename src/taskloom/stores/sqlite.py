@@ -14,9 +14,9 @@ an acknowledged write survives a power cut. `?synchronous=normal` syncs only at
 checkpoints: an acknowledged write survives a crash of the process but the last commits
 before a power cut or OS crash may be lost; the file is never corrupted either way.
 
-Reads use a second connection on a reader thread. Other processes' commits are noticed
-through `PRAGMA data_version`. The `aiosqlite` bridge is not used: it costs a thread hop per
-statement and cannot batch several callers into one transaction.
+Reads use a second connection on a reader thread. Other processes' commits are found by
+polling, once per the runtime's `poll_interval`. The `aiosqlite` bridge is not used: it
+costs a thread hop per statement and cannot batch several callers into one transaction.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ class SQLiteStore(Store):
         self._writer = writer
         self._reader_conn = reader
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="taskloom-sqlite-read")
-        self._data_version: int | None = None
         self._closed = False
 
     @classmethod
@@ -185,14 +184,10 @@ class SQLiteStore(Store):
         return {r[0]: (_sql.state_of(r[1]), r[2]) for r in rows}
 
     async def wait_for_change(self, max_wait: float) -> None:
-        def version(conn: sqlite3.Connection) -> int:
-            return conn.execute("PRAGMA data_version").fetchone()[0]
-
-        if await self._read(version) != self._data_version:
-            self._data_version = await self._read(version)
-            return
+        # SQLite tells no one of a commit, so the runtime polls, once per `max_wait`. Returning
+        # early when `PRAGMA data_version` has moved would poll without pause while this
+        # process writes (its own commits move it too) and cost every write a read.
         await asyncio.sleep(max_wait)
-        self._data_version = await self._read(version)
 
     async def overdue(self, now_ms: int, *, limit: int = 500) -> list[str]:
         sql = _sql.render(_sql.OVERDUE, "sqlite")
