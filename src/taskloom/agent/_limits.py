@@ -10,6 +10,10 @@ from ..errors import UserError
 __all__ = ("Limits",)
 
 
+_MAY_BE_ZERO = frozenset({"model_retries", "task_retries"})
+"""Limits where zero means "none" (no retries) rather than "no work at all"."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """What one agent task may use. Every field has a finite default.
@@ -50,11 +54,7 @@ class Limits:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise UserError(f"Limits.{f.name} must be a number, not {value!r}")
-            if (
-                not math.isfinite(value)
-                or value < 0
-                or (value == 0 and f.name != "model_retries" and f.name != "task_retries")
-            ):
+            if not math.isfinite(value) or value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
                 raise UserError(
                     f"Limits.{f.name} must be a finite positive number, not {value!r}: every"
                     " task has finite limits"

@@ -202,14 +202,19 @@ class _RetryOutput(Exception):
     """An output guardrail asked the model to try again."""
 
 
+async def _judged(run: _Run, guardrail: Guardrail, value: Any, stage: str) -> tuple[str, str, str]:
+    """Run one guardrail and record its verdict; return the verdict, reason and name."""
+    verdict, reason = await judge(guardrail, value)
+    name = guardrail_name(guardrail)
+    await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+        "guardrail_checked", {"name": name, "stage": stage, "verdict": verdict, "reason": reason}
+    )
+    return verdict, reason, name
+
+
 async def _check_all(run: _Run, guardrails: Sequence[Guardrail], value: Any, *, stage: str) -> None:
     for guardrail in guardrails:
-        verdict, reason = await judge(guardrail, value)
-        name = guardrail_name(guardrail)
-        await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
-            "guardrail_checked",
-            {"name": name, "stage": stage, "verdict": verdict, "reason": reason},
-        )
+        verdict, reason, name = await _judged(run, guardrail, value, stage)
         if verdict == "block" or (verdict == "retry" and stage == "input"):
             raise _Stop("guardrail", f"the {stage} guardrail {name!r} blocked it: {reason}")
         if verdict == "retry":
@@ -391,12 +396,7 @@ class _ToolRefused(Exception):
 async def _check_tool(run: _Run, tool: Tool, arguments: dict[str, Any]) -> None:
     check = ToolCallCheck(name=tool.name, arguments=arguments)
     for guardrail in run.agent.tool_guardrails:
-        verdict, reason = await judge(guardrail, check)
-        name = guardrail_name(guardrail)
-        await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
-            "guardrail_checked",
-            {"name": name, "stage": "tool", "verdict": verdict, "reason": reason},
-        )
+        verdict, reason, name = await _judged(run, guardrail, check, "tool")
         if verdict == "block":
             raise _Stop("guardrail", f"the tool guardrail {name!r} blocked {tool.name}: {reason}")
         if verdict == "retry":
