@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -444,6 +444,19 @@ class _LateAcks(taskloom.Store):
         if change.terminal:
             await asyncio.sleep(0.1)
         return seq
+
+    async def claim(
+        self, worker: str, names: Collection[str], *, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        return await self.inner.claim(worker, names, limit=limit, lease_seconds=lease_seconds)
+
+    async def heartbeat(
+        self, worker: str, leases: Mapping[str, int], *, lease_seconds: float
+    ) -> set[str]:
+        return await self.inner.heartbeat(worker, leases, lease_seconds=lease_seconds)
+
+    async def release(self, task_id: str, epoch: int) -> bool:
+        return await self.inner.release(task_id, epoch)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self.inner.get(task_id)

@@ -20,6 +20,7 @@ from .agent import ToolCallCheck as ToolCallCheck
 from .errors import ConflictError as ConflictError
 from .errors import InvalidAnswerError as InvalidAnswerError
 from .errors import InvalidTransitionError as InvalidTransitionError
+from .errors import LeaseLostError as LeaseLostError
 from .errors import MigrationError as MigrationError
 from .errors import ModelError as ModelError
 from .errors import ModelHTTPError as ModelHTTPError
@@ -50,15 +51,18 @@ from .events import TaskExpired as TaskExpired
 from .events import TaskFailed as TaskFailed
 from .events import TaskInputRequired as TaskInputRequired
 from .events import TaskProgressed as TaskProgressed
+from .events import TaskRecovered as TaskRecovered
 from .events import TaskRejected as TaskRejected
 from .events import TaskResumed as TaskResumed
 from .events import TaskStarted as TaskStarted
 from .events import TaskSubmitted as TaskSubmitted
 from .events import ToolCalled as ToolCalled
+from .events import ToolStarted as ToolStarted
 from .models import Model as Model
 from .runtime import Runtime as Runtime
 from .runtime import SweepReport as SweepReport
 from .runtime import TaskPage as TaskPage
+from .runtime import Worker as Worker
 from .runtime import open as open
 from .spec import TaskSpec as TaskSpec
 from .states import TERMINAL_STATES as TERMINAL_STATES
@@ -84,6 +88,7 @@ __all__ = (
     "IdempotencyKey",
     "InvalidAnswerError",
     "InvalidTransitionError",
+    "LeaseLostError",
     "Limits",
     "MemoryStore",
     "MigrationError",
@@ -119,6 +124,7 @@ __all__ = (
     "TaskInputRequired",
     "TaskPage",
     "TaskProgressed",
+    "TaskRecovered",
     "TaskRejected",
     "TaskRejectedError",
     "TaskResumed",
@@ -131,9 +137,11 @@ __all__ = (
     "ToolCallCheck",
     "ToolCalled",
     "ToolError",
+    "ToolStarted",
     "Usage",
     "UsageLimitExceededError",
     "UserError",
+    "Worker",
     "current_task",
     "open",
     "open_store",

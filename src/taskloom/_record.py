@@ -60,9 +60,26 @@ class TaskRecord:
     """When retention deletes it (set when it ends)."""
     last_seq: int = 0
     epoch: int = 0
-    """Incremented by each claim (fencing); reserved for durable workers."""
+    """Incremented by each claim; a worker's writes carry the epoch it claimed (fencing)."""
     usage: str | None = None
     """What an agent task has used (tokens, calls, cost), as JSON text."""
+    priority: int = 0
+    """Higher runs first among tasks that are due."""
+    fire_ms: int | None = None
+    """When a worker may start it (`submit(at=/delay=)`); `None` means at once."""
+    idempotency_key: str | None = None
+    """Unique among stored tasks: submitting the same key again returns this task."""
+    serial_key: str | None = None
+    """Tasks with the same key run one at a time, in submission order."""
+    job: str | None = None
+    """What a worker needs to perform it (prompt, output type, limits), as JSON text.
+    `None` for tasks that only a handle's `async with` block runs."""
+    lease_owner: str | None = None
+    """The worker holding the lease; `None` when nobody does (or it was released)."""
+    lease_ms: int | None = None
+    """When the lease ends, by the store's clock."""
+    recoveries: int = 0
+    """How many times a worker took it over after another's lease expired."""
 
     def copy(self) -> TaskRecord:
         """A copy that shares nothing mutable with this record (its own `progress` dict).
@@ -80,6 +97,10 @@ class TaskRecord:
         new.last_progress_ms, new.expires_ms = self.last_progress_ms, self.expires_ms
         new.retention_ms, new.purge_ms = self.retention_ms, self.purge_ms
         new.last_seq, new.epoch, new.usage = self.last_seq, self.epoch, self.usage
+        new.priority, new.fire_ms = self.priority, self.fire_ms
+        new.idempotency_key, new.serial_key = self.idempotency_key, self.serial_key
+        new.job, new.lease_owner, new.lease_ms = self.job, self.lease_owner, self.lease_ms
+        new.recoveries = self.recoveries
         return new
 
 
@@ -111,6 +132,9 @@ class Change:
     """`progress` as JSON text."""
     usage: str | None = None
     """The task's usage so far, as JSON text, replacing the stored one."""
+    epoch: int | None = None
+    """When set, the write also requires the record's `epoch` to equal it (fencing): a
+    worker whose lease was taken over cannot write."""
 
     @property
     def terminal(self) -> bool:

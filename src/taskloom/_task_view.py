@@ -94,6 +94,35 @@ class TaskView:
         return self._rec.last_seq
 
     @property
+    def epoch(self) -> int:
+        """How many times a worker has claimed it; a worker's writes carry its claim's epoch."""
+        return self._rec.epoch
+
+    @property
+    def priority(self) -> int:
+        """Higher runs first among due tasks."""
+        return self._rec.priority
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self._rec.idempotency_key
+
+    @property
+    def worker(self) -> str | None:
+        """The worker holding its lease, if any."""
+        return self._rec.lease_owner
+
+    @property
+    def recoveries(self) -> int:
+        """How many times a worker took it over after another worker's lease ended."""
+        return self._rec.recoveries
+
+    @property
+    def scheduled_at(self) -> datetime | None:
+        """When a worker may start it, if it was submitted for later."""
+        return _dt(self._rec.fire_ms)
+
+    @property
     def created_at(self) -> datetime:
         return from_ms(self._rec.created_ms)
 

@@ -23,6 +23,7 @@ TaskloomError
         ├── MigrationError             the schema is newer than this code, or a migration failed
         ├── NotFoundError              no task with that id
         └── ConflictError              the id or the task is held by something else
+            └── LeaseLostError             this worker's lease on the task was taken over
 ```
 
 Retryability is data on the error (`retryable`, `retry_after`), not a family.
@@ -36,6 +37,7 @@ __all__ = (
     "ConflictError",
     "InvalidAnswerError",
     "InvalidTransitionError",
+    "LeaseLostError",
     "MigrationError",
     "ModelError",
     "ModelHTTPError",
@@ -210,3 +212,11 @@ class NotFoundError(StoreError):
 
 class ConflictError(StoreError):
     """The id or the task is already held: a different task with that id, or a live handle."""
+
+
+class LeaseLostError(ConflictError):
+    """This worker's lease on the task ended and another worker took it over.
+
+    Nothing this worker writes for the task is accepted any more (fencing); it stops
+    performing the task and leaves it to the new holder.
+    """

@@ -27,11 +27,13 @@ __all__ = (
     "TaskFailed",
     "TaskInputRequired",
     "TaskProgressed",
+    "TaskRecovered",
     "TaskRejected",
     "TaskResumed",
     "TaskStarted",
     "TaskSubmitted",
     "ToolCalled",
+    "ToolStarted",
     "event_data",
     "event_from_row",
 )
@@ -72,6 +74,8 @@ class TaskStarted(_EventBase):
     """The task began to work (`working`)."""
 
     kind: Literal["started"] = "started"
+    worker: str = ""
+    """The worker that claimed it, when a worker runs it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,6 +173,14 @@ class ModelCalled(_EventBase):
     cost_usd: float | None = None
     """`None` when the model could not be priced."""
     duration_ms: int = 0
+    step: str = ""
+    """The journal key of this call (`m1`, `m2`, ...): a resumed run replays it from here."""
+    fp: str = ""
+    """A fingerprint of the request; a resumed run whose request differs fails."""
+    model_name: str = ""
+    """The model that answered, as the provider named it."""
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +209,42 @@ class ToolCalled(_EventBase):
     """What went wrong (invalid arguments, an exception, a timeout, a refusal)."""
     duration_ms: int = 0
     effect: str = "idempotent"
+    step: str = ""
+    """The journal key of this call (`t1.0` is turn 1's first call)."""
+    fp: str = ""
+    """A fingerprint of the call (tool name and arguments)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolStarted(_EventBase):
+    """An `at_most_once` tool call is about to run; written before it runs.
+
+    A resumed run that finds this without its `tool_called` does not know whether the call
+    took effect, and will not run it again unasked.
+    """
+
+    kind: Literal["tool_started"] = "tool_started"
+    call_id: str = ""
+    name: str = ""
+    arguments: str = ""
+    effect: str = "at_most_once"
+    step: str = ""
+    fp: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRecovered(_EventBase):
+    """A worker took over a task whose previous worker's lease ended or was released."""
+
+    kind: Literal["recovered"] = "recovered"
+    worker: str = ""
+    """The worker that took it over."""
+    epoch: int = 0
+    """The lease epoch of the new worker; writes of earlier epochs are refused."""
+    recoveries: int = 0
+    """How many times the task has been taken over after a lease expired."""
+    released: bool = False
+    """The previous worker gave it up cleanly (shutdown), rather than losing its lease."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +283,8 @@ Event = (
     | ModelCalled
     | ModelRetried
     | ToolCalled
+    | ToolStarted
+    | TaskRecovered
     | GuardrailChecked
     | OutputRejected
 )
@@ -256,6 +306,8 @@ _CLASSES: dict[str, type[Any]] = {
         ModelCalled,
         ModelRetried,
         ToolCalled,
+        ToolStarted,
+        TaskRecovered,
         GuardrailChecked,
         OutputRejected,
     )

@@ -33,6 +33,7 @@ from ._task_view import TaskView
 from .errors import (
     ConflictError,
     InvalidTransitionError,
+    LeaseLostError,
     TaskCancelledError,
     TaskEndedError,
     TaskExpiredError,
@@ -99,8 +100,10 @@ class Task(TaskView, Generic[OutputT]):
         "_decode",
         "_ending_in_body",
         "_exiting",
+        "_fence",
         "_host",
         "_interrupted",
+        "_lost",
         "_rec",
         "_stored",
         "_timer",
@@ -117,6 +120,10 @@ class Task(TaskView, Generic[OutputT]):
         self._ending_in_body = False
         self._exiting = False
         self._interrupted = False
+        self._fence: int | None = None
+        """The epoch a worker claimed the task at; its writes require it (fencing)."""
+        self._lost = False
+        """The worker lost or released its lease: this handle writes nothing more."""
         self._timer: asyncio.TimerHandle | None = None
         self._token: Token[Task | None] | None = None
 
@@ -201,7 +208,7 @@ class Task(TaskView, Generic[OutputT]):
             from_states=_PROGRESS_FROM,
             usage=None if usage is None else dumps(usage),
         )
-        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        seq = await self._write(change)
         if seq is None:
             await self._settle_refused(None)
             return None
@@ -246,7 +253,7 @@ class Task(TaskView, Generic[OutputT]):
             progress=patch,
             progress_json=text,
         )
-        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        seq = await self._write(change)
         if seq is None:
             await self._settle_refused(None)
             return
@@ -339,7 +346,7 @@ class Task(TaskView, Generic[OutputT]):
         # take it for an end from elsewhere and interrupt the body
         self._ending_in_body = self._body is not None and self._body is asyncio.current_task()
         try:
-            seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+            seq = await self._write(change)
         finally:
             self._ending_in_body = False
         if seq is None:
@@ -353,12 +360,30 @@ class Task(TaskView, Generic[OutputT]):
         rec.last_seq = seq
         return True
 
+    async def _write(self, change: Change) -> int | None:
+        """Apply a change through the host; a worker's handle fences it with its epoch."""
+        if self._fence is not None:
+            change.epoch = self._fence
+        return await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+
+    def _give_up(self) -> None:
+        """The worker lost or released its lease: stop the body and write nothing more."""
+        self._lost = True
+        if self._body is not None and not self._exiting:
+            self._body.cancel(f"taskloom: the lease on task {self._rec.id!r} ended here")
+
     async def _settle_refused(self, target: TaskState | None) -> None:
         """A conditional write was refused: learn the stored state and explain it."""
         self._rec = await self._host._reload(self._rec.id)  # pyright: ignore[reportPrivateUsage] -- the host protocol
         if self._rec.state in TERMINAL_STATES:
             self._interrupt()
             return
+        if self._fence is not None and self._rec.epoch != self._fence:
+            self._lost = True
+            raise LeaseLostError(
+                f"task {self._rec.id!r} was taken over by {self._rec.lease_owner or 'another'}"
+                " worker (its lease here ended); this worker stops performing it"
+            )
         if target is not None:
             check_transition(self._rec.id, self._rec.state, target)
         raise ConflictError(
@@ -384,6 +409,8 @@ class Task(TaskView, Generic[OutputT]):
         return self
 
     async def _start(self) -> None:
+        if self._fence is not None:
+            return  # a worker's claim started it (or took it over) already
         rec = self._rec
         at = now_ms()
         if rec.expires_ms is not None and rec.expires_ms <= at:
@@ -424,7 +451,7 @@ class Task(TaskView, Generic[OutputT]):
             from_states=sources(_S.WORKING),
             to_state=_S.WORKING,
         )
-        seq = await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+        seq = await self._write(change)
         if seq is None:
             await self.refresh()
             return await self._start()
@@ -442,6 +469,8 @@ class Task(TaskView, Generic[OutputT]):
         self._host._detach(self)  # pyright: ignore[reportPrivateUsage] -- the host protocol
         if self._token is not None:
             _CURRENT.reset(self._token)
+        if self._lost:
+            return  # another worker holds the task now: leave it to that one
         if self._interrupted:
             await self._exit_interrupted(exc)
         elif exc is None:

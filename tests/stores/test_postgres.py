@@ -113,3 +113,43 @@ async def test_notify_wakes_a_follower_in_another_runtime(postgres_url: str) -> 
         assert [s for s, _ in seen] == [1, 2, 3, 4]
         progressed_at = seen[2][1]
         assert progressed_at - sent < 2.0
+
+
+async def test_a_schema_of_version_2_migrates_forward(postgres_url: str) -> None:
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": schema})
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute("CREATE TABLE taskloom_schema (version INTEGER NOT NULL)")
+        for version, sql in migrations("postgres")[:2]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO taskloom_schema (version) VALUES ($1)", version)
+        await conn.execute(
+            "INSERT INTO tasks (id, name, state, payload, created_ms, updated_ms, retention_ms,"
+            " last_seq) VALUES ('old', 'job', 'submitted', '1', 5, 5, 0, 1)"
+        )
+    finally:
+        await conn.close()
+    store = await taskloom.open_store(postgres_url)
+    try:
+        old = await store.get("old")
+        assert old is not None and old.payload == "1"
+        assert (old.priority, old.fire_ms, old.idempotency_key, old.serial_key, old.job) == (
+            0,
+            None,
+            None,
+            None,
+            None,
+        )
+        assert (old.lease_owner, old.lease_ms, old.recoveries) == (None, None, 0)
+        assert await store.claim("w", ["job"], limit=5, lease_seconds=1) == []  # no job
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        versions = await conn.fetch(f'SELECT version FROM "{schema}".taskloom_schema')
+        numbered = await conn.fetchval(f'SELECT n FROM "{schema}".tasks')
+    finally:
+        await conn.close()
+    assert [r[0] for r in versions] == [1, 2, 3]
+    assert numbered == 1  # the existing row got a submission number

@@ -10,6 +10,7 @@ import pytest
 
 import taskloom
 from taskloom import MigrationError, StoreFormatError, TaskState, UserError
+from taskloom.stores._sql import migrations
 from taskloom.stores.sqlite import SQLiteStore
 
 
@@ -174,7 +175,7 @@ async def test_reopening_keeps_tasks_and_events(tmp_path: Path) -> None:
         versions = [r[0] for r in conn.execute("SELECT version FROM taskloom_schema")]
     finally:
         conn.close()
-    assert versions == [1, 2]  # reopening migrates nothing twice
+    assert versions == [1, 2, 3]  # reopening migrates nothing twice
 
 
 @pytest.mark.parametrize(
@@ -192,3 +193,43 @@ async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
     await store.close()  # idempotent
     with pytest.raises(taskloom.StoreUnavailableError, match="closed"):
         await store.get("anything")
+
+
+async def test_a_file_of_schema_version_2_migrates_forward(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE taskloom_schema (version INTEGER NOT NULL)")
+    for version, sql in migrations("sqlite")[:2]:
+        conn.executescript(sql)
+        conn.execute("INSERT INTO taskloom_schema (version) VALUES (?)", (version,))
+    conn.execute(
+        "INSERT INTO tasks (id, name, state, payload, created_ms, updated_ms, retention_ms,"
+        " last_seq) VALUES ('old', 'job', 'submitted', '1', 5, 5, 0, 1)"
+    )
+    conn.commit()
+    conn.close()
+    store = await taskloom.open_store(_url(path))
+    try:
+        old = await store.get("old")
+        assert old is not None and old.payload == "1"
+        assert (old.priority, old.fire_ms, old.idempotency_key, old.serial_key, old.job) == (
+            0,
+            None,
+            None,
+            None,
+            None,
+        )
+        assert (old.lease_owner, old.lease_ms, old.recoveries) == (None, None, 0)
+        assert await store.claim("w", ["job"], limit=5, lease_seconds=1) == []  # no job
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        versions = [r[0] for r in conn.execute("SELECT version FROM taskloom_schema")]
+        indexes = {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    finally:
+        conn.close()
+    assert versions == [1, 2, 3]
+    assert {"tasks_due", "tasks_leases", "tasks_idempotency", "tasks_serial"} <= indexes

@@ -6,6 +6,7 @@ from ._agent import register_default_host as register_default_host
 from ._decorator import TaskFunction as TaskFunction
 from ._guardrails import Block as Block
 from ._guardrails import Retry as Retry
+from ._journal import OutcomeAnswer as OutcomeAnswer
 from ._limits import Limits as Limits
 from ._loop import Approval as Approval
 from ._loop import ToolCallCheck as ToolCallCheck
@@ -16,6 +17,7 @@ __all__ = (
     "Approval",
     "Block",
     "Limits",
+    "OutcomeAnswer",
     "Retry",
     "TaskFunction",
     "ToolCallCheck",

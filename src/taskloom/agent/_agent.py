@@ -25,6 +25,7 @@ from ..states import TaskState
 from ..task import Task, current_task
 from ..tools import Tool, as_tool, tool
 from ._guardrails import Guardrail
+from ._journal import UnknownOutcome
 from ._limits import Limits
 from ._loop import charge_parent, inherit_limits, run_loop
 from ._output import OutputType
@@ -120,6 +121,9 @@ class Agent:
         settings: Generation settings for every model call.
         ask_human: Give the model a tool `ask_human(question)` that moves the task to
             `input_required` until someone answers with `rt.respond`.
+        unknown_outcome: What a task taken over after a crash does about an `at_most_once`
+            tool call that was in flight: `"ask"` a human whether it took effect (answer
+            `OutcomeAnswer`), or `"fail"` the task (reason `outcome_unknown`).
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class Agent:
         tool_guardrails: Iterable[Guardrail] = (),
         settings: ModelSettings | None = None,
         ask_human: bool = False,
+        unknown_outcome: UnknownOutcome = "ask",
     ) -> None:
         self.model: Model = infer_model(model if model is not None else default_model())
         self.name = name
@@ -156,6 +161,9 @@ class Agent:
         self.output_guardrails = tuple(output_guardrails)
         self.tool_guardrails = tuple(tool_guardrails)
         self.settings = settings or ModelSettings()
+        if unknown_outcome not in ("ask", "fail"):
+            raise UserError(f"unknown_outcome must be 'ask' or 'fail', not {unknown_outcome!r}")
+        self.unknown_outcome: UnknownOutcome = unknown_outcome
 
     def __repr__(self) -> str:
         return f"<Agent {self.name!r} model={self.model.name!r} tools={list(self.tools)}>"
@@ -245,11 +253,14 @@ class Agent:
         on_event: EventCallback | None = None,
         on_token: Callable[[str], None] | None = None,
         listening: bool = False,
+        resumed: bool = False,
     ) -> Any:
         """Run the loop inside `task` (entering it), complete it and return the output.
 
         `listening=True` says that `on_event` already listens to the task (set up by the
-        caller before the task was stored).
+        caller before the task was stored). `resumed=True` says that the task ran before
+        (a worker took it over): its journal is replayed, so that no model call, tool call
+        or question already in its log is made again.
         """
         output: OutputType[Any] = OutputType.of(output_type)
         chosen = inherit_limits(limits or self.limits)
@@ -268,7 +279,13 @@ class Agent:
         try:
             async with task:
                 value: Any = await run_loop(
-                    self, task, prompt, output=output, limits=chosen, on_token=on_token
+                    self,
+                    task,
+                    prompt,
+                    output=output,
+                    limits=chosen,
+                    on_token=on_token,
+                    resumed=resumed,
                 )
                 await task.complete(output.dump(value))
                 return value
@@ -318,4 +335,6 @@ async def _ask_human(question: str, task: Task) -> str:
     return answer
 
 
-_ASK_HUMAN = tool(_ask_human, name="ask_human", effect="at_most_once")
+# idempotent: its only effect, the question, is journaled, so a run taken over after a crash
+# waits for the open question (or has its answer) instead of asking again
+_ASK_HUMAN = tool(_ask_human, name="ask_human", effect="idempotent")

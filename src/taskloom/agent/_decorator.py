@@ -23,6 +23,7 @@ import inspect
 import textwrap
 import typing
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import ValidationError, create_model
@@ -33,7 +34,22 @@ from ..states import TERMINAL_STATES
 from ..task import Task
 from ..tools import Tool, tool
 
-__all__ = ("TaskFunction", "make_task_function", "task_as_tool")
+__all__ = ("RESERVED", "TaskFunction", "make_task_function", "task_as_tool")
+
+RESERVED = frozenset(
+    {
+        "session",
+        "on_event",
+        "on_token",
+        "runtime",
+        "at",
+        "delay",
+        "priority",
+        "idempotency_key",
+        "serial_key",
+    }
+)
+"""Keyword arguments of calling and submitting a task, so not usable as its inputs."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -143,9 +159,19 @@ class TaskFunction(Generic[P, R]):
         on_event: Any = None,
         on_token: Any = None,
         runtime: Any = None,
+        at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        serial_key: str | None = None,
         **kwargs: Any,
     ) -> Task:
-        """Create a durable task for these inputs, run it in the background, return its handle."""
+        """Store a durable task for these inputs and return its handle at once.
+
+        A worker performs it (see `Runtime.submit` for `at`, `delay`, `priority`,
+        `idempotency_key` and `serial_key`); workers in other processes find it by this
+        function's name, so their app must define it too.
+        """
         from ._agent import _default_host  # pyright: ignore[reportPrivateUsage] -- same package
 
         prompt, data = self._prompt(args, kwargs)
@@ -160,6 +186,11 @@ class TaskFunction(Generic[P, R]):
             parent=parent,
             on_event=on_event,
             on_token=on_token,
+            at=at,
+            delay=delay,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            serial_key=serial_key,
         )
         running = self._running.setdefault(session or "", set())
         running.difference_update([t for t in running if t.state in TERMINAL_STATES])
@@ -229,6 +260,11 @@ def _refuse_unusable(function: Callable[..., Any], primer: str | None) -> None:
     for param in inspect.signature(function).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise UserError(f"task {name} takes *{param.name}; list its inputs as named parameters")
+        if param.name in RESERVED:
+            raise UserError(
+                f"task {name} has an input named {param.name!r}, which calling and submitting"
+                f" a task use for themselves ({', '.join(sorted(RESERVED))}); rename it"
+            )
     if not primer and not (function.__doc__ or "").strip():
         raise UserError(
             f'task {name} has no instructions: give it a docstring or a primer, @agent.task("...")'

@@ -5,6 +5,9 @@ the transcript as events (`model_called`, `tool_called`, `guardrail_checked`,
 `output_rejected`, `model_retried`) and ends the task honestly when a limit, the loop guard,
 a guardrail or an invalid output stops it: `failed` with that reason, never `completed`.
 The caller completes the task with the returned output.
+
+The transcript is also the journal (see `_journal`): a resumed run replays the model and
+tool steps it finds there instead of executing them again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._asking import INPUT_TIMEOUT, PAUSABLE
+from .._asking import ASK_SCOPE, INPUT_TIMEOUT, PAUSABLE, AskScope
 from .._json import dumps
 from ..errors import ModelError, TaskEndedError, ToolError
 from ..models import (
@@ -37,6 +40,17 @@ from ..task import Task
 from ..tools import Tool, ToolArgumentsError, result_text
 from ..usage import Usage, price
 from ._guardrails import Guardrail, guardrail_name, judge
+from ._journal import (
+    Journal,
+    Stop,
+    canonical_arguments,
+    changed,
+    load_journal,
+    model_fp,
+    response_of,
+    tool_fp,
+    unknown_outcome,
+)
 from ._limits import Limits
 from ._output import OutputInvalid, OutputType
 
@@ -64,14 +78,6 @@ class Approval:
     reason: str = ""
 
 
-class _Stop(Exception):
-    """End the task `failed` with `reason`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 @dataclass(slots=True, kw_only=True)
 class _Run:
     agent: Agent
@@ -80,6 +86,7 @@ class _Run:
     limits: Limits
     on_token: Callable[[str], None] | None
     deadline: asyncio.Timeout | None = None
+    journal: Journal = field(default_factory=Journal)
     usage: Usage = field(default_factory=Usage)
     retries_used: int = 0
     failures: Counter[tuple[str, str]] = field(default_factory=Counter[tuple[str, str]])
@@ -122,16 +129,30 @@ async def run_loop(
     output: OutputType[T],
     limits: Limits,
     on_token: Callable[[str], None] | None = None,
+    resumed: bool = False,
 ) -> T:
     """Drive `task` to its output, or end it honestly and raise why.
 
+    `resumed=True`: the task ran before (another worker took it over); its journal is read
+    and replayed, and the deadline counts the time it has already worked.
+
     Raises:
-        TaskFailedError: a limit, the loop guard, a guardrail or invalid output ended it.
+        TaskFailedError: a limit, the loop guard, a guardrail, invalid output or a changed
+            agent (`nondeterminism`) ended it.
         TaskExpiredError: the deadline passed (or a human did not answer in time).
     """
-    deadline = asyncio.timeout(limits.deadline_seconds)
+    journal = await load_journal(task) if resumed else Journal()
+    # a resumed task has worked some of its time already (waiting for answers aside)
+    deadline = asyncio.timeout(journal.time_left(limits.deadline_seconds))
     run = _Run(
-        agent=agent, task=task, output=output, limits=limits, on_token=on_token, deadline=deadline
+        agent=agent,
+        task=task,
+        output=output,
+        limits=limits,
+        on_token=on_token,
+        deadline=deadline,
+        journal=journal,
+        retries_used=journal.retries,
     )
     try:
         async with deadline:
@@ -139,10 +160,12 @@ async def run_loop(
                 PAUSABLE.set((*PAUSABLE.get(), deadline)),
                 INPUT_TIMEOUT.set(limits.input_timeout_seconds),
                 _CURRENT_RUN.set(run),
+                ASK_SCOPE.set(AskScope(task_id=task.id, past=journal.asks)),
             )
             try:
                 return await _drive(run, prompt)
             finally:
+                ASK_SCOPE.reset(tokens[3])
                 _CURRENT_RUN.reset(tokens[2])
                 INPUT_TIMEOUT.reset(tokens[1])
                 PAUSABLE.reset(tokens[0])
@@ -151,7 +174,7 @@ async def run_loop(
             raise  # a timeout of something inside, not the work's deadline
         await task.expire("deadline")
         raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- same package
-    except _Stop as stop:
+    except Stop as stop:
         await task.fail(str(stop), reason=stop.reason)
         raise task._ended_error() from None  # pyright: ignore[reportPrivateUsage] -- same package
 
@@ -188,14 +211,14 @@ async def _drive(run: _Run, prompt: str) -> Any:
             return value
         except (OutputInvalid, _RetryOutput) as problem:
             rejected += 1
-            await run.task._note("output_rejected", {"attempt": rejected, "error": str(problem)})  # pyright: ignore[reportPrivateUsage] -- same package
+            await _note(run, "output_rejected", {"attempt": rejected, "error": str(problem)})
             if rejected > agent.output_retries:
-                raise _Stop(
+                raise Stop(
                     "output_invalid",
                     f"the answer still did not fit after {agent.output_retries} retries: {problem}",
                 ) from None
             messages.append(UserMessage(content=f"Your answer was not accepted: {problem}"))
-    raise _Stop("max_turns", f"no final answer within {run.limits.max_turns} turns")
+    raise Stop("max_turns", f"no final answer within {run.limits.max_turns} turns")
 
 
 class _RetryOutput(Exception):
@@ -206,22 +229,43 @@ async def _judged(run: _Run, guardrail: Guardrail, value: Any, stage: str) -> tu
     """Run one guardrail and record its verdict; return the verdict, reason and name."""
     verdict, reason = await judge(guardrail, value)
     name = guardrail_name(guardrail)
-    await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
-        "guardrail_checked", {"name": name, "stage": stage, "verdict": verdict, "reason": reason}
+    await _note(
+        run,
+        "guardrail_checked",
+        {"name": name, "stage": stage, "verdict": verdict, "reason": reason},
     )
     return verdict, reason, name
+
+
+async def _note(run: _Run, kind: str, data: dict[str, Any]) -> None:
+    """Write a note that is not a journal step; a replaying run wrote it before."""
+    if not run.journal.replaying:
+        await run.task._note(kind, data)  # pyright: ignore[reportPrivateUsage] -- same package
 
 
 async def _check_all(run: _Run, guardrails: Sequence[Guardrail], value: Any, *, stage: str) -> None:
     for guardrail in guardrails:
         verdict, reason, name = await _judged(run, guardrail, value, stage)
         if verdict == "block" or (verdict == "retry" and stage == "input"):
-            raise _Stop("guardrail", f"the {stage} guardrail {name!r} blocked it: {reason}")
+            raise Stop("guardrail", f"the {stage} guardrail {name!r} blocked it: {reason}")
         if verdict == "retry":
             raise _RetryOutput(f"{reason} (guardrail {name!r})")
 
 
 async def _call_model(run: _Run, request: ModelRequest, turn: int) -> ModelResponse:
+    step, fp = f"m{turn}", model_fp(request)
+    journal = run.journal
+    called = journal.take_model(step)
+    if called is not None:
+        if called.fp != fp:
+            raise Stop("nondeterminism", changed(step))
+        run.usage = journal.settle(
+            run.usage.add_request(called.input_tokens, called.output_tokens, called.cost_usd)
+        )
+        _check_budget(run)
+        return response_of(called)
+    run.usage = journal.settle(run.usage)
+    journal.forget()  # anything left belongs to a path this run does not take
     model: Model = run.agent.model
     limits = run.limits
     attempt = 0
@@ -252,16 +296,18 @@ async def _call_model(run: _Run, request: ModelRequest, turn: int) -> ModelRespo
                 if error is exc:
                     raise
                 raise error from exc
-            await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+            await _note(
+                run,
                 "model_retried",
                 {"turn": turn, "attempt": attempt, "error": str(error), "delay_s": delay},
             )
             await asyncio.sleep(delay)
             continue
         used = response.usage
+        model_name = response.model_name or model.model_name
         cost = price(
             model.provider,
-            response.model_name or model.model_name,
+            model_name,
             input_tokens=used.input_tokens,
             output_tokens=used.output_tokens,
             cache_read_tokens=used.cache_read_tokens,
@@ -279,10 +325,15 @@ async def _call_model(run: _Run, request: ModelRequest, turn: int) -> ModelRespo
                     for c in response.tool_calls
                 ],
                 "finish_reason": response.finish_reason,
-                "input_tokens": response.usage.input_tokens,
-                "output_tokens": response.usage.output_tokens,
+                "input_tokens": used.input_tokens,
+                "output_tokens": used.output_tokens,
                 "cost_usd": cost,
                 "duration_ms": int((time.perf_counter() - started) * 1000),
+                "step": step,
+                "fp": fp,
+                "model_name": model_name,
+                "cache_read_tokens": used.cache_read_tokens,
+                "cache_write_tokens": used.cache_write_tokens,
             },
             usage=run.usage.to_json(),
         )
@@ -301,18 +352,16 @@ def _retry_delay(error: ModelError, attempt: int, limits: Limits) -> float | Non
 def _check_budget(run: _Run) -> None:
     usage, limits = run.usage, run.limits
     if usage.total_tokens > limits.max_tokens:
-        raise _Stop(
+        raise Stop(
             "max_tokens", f"used {usage.total_tokens} tokens, over max_tokens={limits.max_tokens}"
         )
     if usage.cost_usd > limits.max_cost_usd:
-        raise _Stop(
-            "budget", f"cost ${usage.cost_usd:.4f}, over max_cost_usd={limits.max_cost_usd}"
-        )
+        raise Stop("budget", f"cost ${usage.cost_usd:.4f}, over max_cost_usd={limits.max_cost_usd}")
 
 
 async def _run_tools(run: _Run, calls: Sequence[ToolCall], turn: int) -> list[ToolResultMessage]:
     if run.usage.tool_calls + len(calls) > run.limits.max_tool_calls:
-        raise _Stop(
+        raise Stop(
             "max_tool_calls",
             f"the model asked for {len(calls)} more tool calls, over"
             f" max_tool_calls={run.limits.max_tool_calls}",
@@ -328,10 +377,10 @@ async def _run_tools(run: _Run, calls: Sequence[ToolCall], turn: int) -> list[To
     _check_budget(run)  # sub-agent tasks run as tools may have spent the budget
     for call, result in zip(calls, results, strict=True):
         if result.is_error:
-            key = (call.name, _canonical(call.arguments))
+            key = (call.name, canonical_arguments(call.arguments))
             run.failures[key] += 1
             if run.failures[key] >= run.limits.loop_threshold:
-                raise _Stop(
+                raise Stop(
                     "loop",
                     f"the same failing call {call.name}({call.arguments}) was made"
                     f" {run.failures[key]} times: {result.content}",
@@ -340,16 +389,68 @@ async def _run_tools(run: _Run, calls: Sequence[ToolCall], turn: int) -> list[To
 
 
 async def _run_tool(run: _Run, call: ToolCall, turn: int, index: int) -> ToolResultMessage:
+    step, fp = f"t{turn}.{index}", tool_fp(call.name, call.arguments)
+    called = run.journal.take_tool(step)
+    if called is not None:
+        if called.fp != fp:
+            raise Stop("nondeterminism", changed(step))
+        run.usage = run.journal.settle(run.usage)
+        return _message(call, called.result, called.error)
     tool = run.agent.tools.get(call.name)
     started = time.perf_counter()
-    result: str | None = None
-    error: str | None = None
+    # questions asked during this call are journaled under its step
+    token = ASK_SCOPE.set(AskScope(task_id=run.task.id, step=step, past=run.journal.asks))
+    try:
+        result, error = await _execute(run, tool, call, turn, index, step=step, fp=fp)
+    finally:
+        ASK_SCOPE.reset(token)
+    run.usage = run.journal.settle(run.usage)
+    await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
+        "tool_called",
+        _call_data(
+            call,
+            step,
+            fp,
+            result=result,
+            error=error,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+            effect=tool.effect if tool is not None else "",
+        ),
+        usage=run.usage.to_json(),
+    )
+    return _message(call, result, error)
+
+
+def _call_data(call: ToolCall, step: str, fp: str, **more: Any) -> dict[str, Any]:
+    data = {"call_id": call.id, "name": call.name, "arguments": call.arguments, **more}
+    return data | {"step": step, "fp": fp}
+
+
+def _message(call: ToolCall, result: str | None, error: str | None) -> ToolResultMessage:
+    if error is not None:
+        return ToolResultMessage(call_id=call.id, name=call.name, content=error, is_error=True)
+    return ToolResultMessage(call_id=call.id, name=call.name, content=result or "")
+
+
+async def _execute(
+    run: _Run, tool: Tool | None, call: ToolCall, turn: int, index: int, *, step: str, fp: str
+) -> tuple[str | None, str | None]:
+    """Run one tool call; return its result text, or the error the model is shown."""
     try:
         if tool is None:
             known = ", ".join(sorted(run.agent.tools)) or "none"
             raise _ToolRefused(f"there is no tool named {call.name!r}; the tools are: {known}")
         arguments = tool.validate(call.arguments)
         await _check_tool(run, tool, arguments)
+        cut_off = run.journal.take_started(step)
+        if tool.effect == "at_most_once":
+            if cut_off is not None:
+                outcome = await unknown_outcome(
+                    run.task, run.agent.unknown_outcome, tool, arguments, step, run.limits
+                )
+                if outcome is not None:
+                    return outcome, None
+            await run.task._note("tool_started", _call_data(call, step, fp, effect=tool.effect))  # pyright: ignore[reportPrivateUsage] -- same package
         key = f"{run.task.id}/{turn}/{index}"
         timeout = tool.timeout or run.limits.tool_timeout_seconds
         limit = asyncio.timeout(timeout)
@@ -364,29 +465,13 @@ async def _run_tool(run: _Run, call: ToolCall, turn: int, index: int) -> ToolRes
             if not limit.expired():
                 raise
             raise _ToolRefused(f"the tool {tool.name!r} timed out after {timeout}s") from None
-        result = result_text(value)
+        return result_text(value), None
     except (ToolArgumentsError, _ToolRefused) as exc:
-        error = str(exc)
-    except (ToolError, TaskEndedError, _Stop):
+        return None, str(exc)
+    except (ToolError, TaskEndedError, Stop):
         raise
     except Exception as exc:  # a tool's own failure is shown to the model, which may recover
-        error = f"{type(exc).__name__}: {exc}"
-    await run.task._note(  # pyright: ignore[reportPrivateUsage] -- same package
-        "tool_called",
-        {
-            "call_id": call.id,
-            "name": call.name,
-            "arguments": call.arguments,
-            "result": result,
-            "error": error,
-            "duration_ms": int((time.perf_counter() - started) * 1000),
-            "effect": tool.effect if tool is not None else "",
-        },
-        usage=run.usage.to_json(),
-    )
-    if error is not None:
-        return ToolResultMessage(call_id=call.id, name=call.name, content=error, is_error=True)
-    return ToolResultMessage(call_id=call.id, name=call.name, content=result or "")
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 class _ToolRefused(Exception):
@@ -398,7 +483,7 @@ async def _check_tool(run: _Run, tool: Tool, arguments: dict[str, Any]) -> None:
     for guardrail in run.agent.tool_guardrails:
         verdict, reason, name = await _judged(run, guardrail, check, "tool")
         if verdict == "block":
-            raise _Stop("guardrail", f"the tool guardrail {name!r} blocked {tool.name}: {reason}")
+            raise Stop("guardrail", f"the tool guardrail {name!r} blocked {tool.name}: {reason}")
         if verdict == "retry":
             raise _ToolRefused(f"this call was refused: {reason}")
     if tool.requires_approval:
@@ -413,10 +498,3 @@ async def _check_tool(run: _Run, tool: Tool, arguments: dict[str, Any]) -> None:
         if not answer.approved:
             why = f": {answer.reason}" if answer.reason else ""
             raise _ToolRefused(f"a human did not approve this call{why}; do not try it again")
-
-
-def _canonical(arguments: str) -> str:
-    try:
-        return json.dumps(json.loads(arguments), sort_keys=True)
-    except json.JSONDecodeError:
-        return arguments

@@ -61,7 +61,8 @@ def open(url: str = "sqlite:///taskloom.db", **options: Any) -> _Opening:
             default `taskloom`). SQLite takes `?synchronous=normal` to trade the last
             moments of durability for speed.
         **options: `Runtime` options (`retention`, `max_payload_bytes`, `max_progress_bytes`,
-            `poll_interval`, `sweep_interval`).
+            `poll_interval`, `sweep_interval`, and for its worker `concurrency`,
+            `lease_seconds`, `max_recovery_attempts`, `claim_interval`, `worker_id`).
 
     Raises:
         UserError: an unknown scheme or option.
@@ -76,6 +77,11 @@ def open(url: str = "sqlite:///taskloom.db", **options: Any) -> _Opening:
         "poll_interval",
         "sweep_interval",
         "synchronous",
+        "concurrency",
+        "lease_seconds",
+        "max_recovery_attempts",
+        "claim_interval",
+        "worker_id",
     }
     unknown = sorted(set(options) - known)
     if unknown:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .._record import TaskRecord
+from .._record import TaskQuery, TaskRecord
 from ..errors import UserError
+from ..states import TaskState
 
 if TYPE_CHECKING:
     from ..task import Task
 
-__all__ = ("SweepReport", "TaskPage", "decode_cursor", "encode_cursor")
+__all__ = ("SweepReport", "TaskPage", "decode_cursor", "encode_cursor", "list_query")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,3 +54,38 @@ def decode_cursor(cursor: str | None) -> tuple[int, str] | None:
         raise UserError(
             f"cursor {cursor!r} is not one this runtime gave out; pass a page's `next_cursor`"
         ) from None
+
+
+def list_query(
+    *,
+    state: TaskState | str | list[TaskState | str] | None,
+    owner: str | None,
+    name: str | None,
+    parent_id: str | None,
+    since: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> TaskQuery:
+    """The store query of `Runtime.list` (one more than `limit`, to know if there is more).
+
+    Raises:
+        UserError: a limit out of range, an unknown state or a foreign cursor.
+    """
+    if not 1 <= limit <= 1000:
+        raise UserError(f"limit must be between 1 and 1000, not {limit!r}")
+    states = [state] if isinstance(state, str) else list(state or [])
+    try:
+        parsed = tuple(TaskState(s).value for s in states)
+    except ValueError:
+        raise UserError(
+            f"unknown state in {state!r}; states are {', '.join(s.value for s in TaskState)}"
+        ) from None
+    return TaskQuery(
+        states=parsed,
+        owner=owner,
+        name=name,
+        parent_id=parent_id,
+        created_after_ms=None if since is None else int(since.timestamp() * 1000),
+        before=decode_cursor(cursor),
+        limit=limit + 1,
+    )

@@ -15,23 +15,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from .._json import encode
 from .._record import Change, NewEvent, TaskQuery, TaskRecord, now_ms, submitted_event
-from ..agent import Agent, Limits, register_default_host
+from ..agent import register_default_host
 from ..errors import ConflictError, NotFoundError, UserError
 from ..events import Event
 from ..spec import TaskSpec, check_seconds
 from ..states import ACTIVE_STATES, TERMINAL_STATES, TaskState
-from ..stores import Store
-from ..task import OutputT, Task
+from ..stores import MemoryStore, Store
+from ..task import Task
 from . import _agents
-from ._pages import SweepReport, TaskPage, decode_cursor, encode_cursor
-from ._watch import Bus, watch
+from ._agents import AgentTasks
+from ._jobs import Registry
+from ._pages import SweepReport, TaskPage, encode_cursor, list_query
+from ._watch import Bus, follow, watch
+from ._worker import Worker
 
 __all__ = ("Runtime", "SweepReport", "TaskPage")
 
@@ -50,7 +53,7 @@ def _new_id() -> str:
     return raw.hex()
 
 
-class Runtime:
+class Runtime(AgentTasks):
     """The store, the event bus, the watcher and the sweeper of one program.
 
     Args:
@@ -61,6 +64,15 @@ class Runtime:
         poll_interval: How often to look for other processes' writes while something is
             watched (seconds). PostgreSQL is woken sooner by NOTIFY.
         sweep_interval: How often to expire overdue tasks and purge old ones (seconds).
+        concurrency: How many submitted agent tasks this runtime's worker performs at once;
+            0 makes a client that only submits (workers elsewhere perform the tasks).
+        lease_seconds: How long a worker's claim on a task holds without a heartbeat; after
+            that (the worker died or stalled) another worker takes the task over.
+        max_recovery_attempts: How many takeovers a task survives before it ends `failed`
+            with reason `recovery_exhausted`.
+        claim_interval: How often the worker looks for due tasks and ended leases when
+            nothing wakes it (seconds).
+        worker_id: The worker's name in the store; `host:pid:xxxx` by default.
     """
 
     def __init__(
@@ -72,10 +84,23 @@ class Runtime:
         max_progress_bytes: int = 64 << 10,
         poll_interval: float = 0.05,
         sweep_interval: float = 30.0,
+        concurrency: int = 16,
+        lease_seconds: float = 30.0,
+        max_recovery_attempts: int = 3,
+        claim_interval: float = 0.25,
+        worker_id: str | None = None,
     ) -> None:
         check_seconds("retention", retention.total_seconds())
         check_seconds("poll_interval", poll_interval)
         check_seconds("sweep_interval", sweep_interval)
+        check_seconds("lease_seconds", lease_seconds)
+        check_seconds("claim_interval", claim_interval)
+        for option, value in (
+            ("concurrency", concurrency),
+            ("max_recovery_attempts", max_recovery_attempts),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:  # pyright: ignore[reportUnnecessaryIsInstance] -- callers may pass anything
+                raise UserError(f"{option} must be a whole number of at least 0, not {value!r}")
         self.store = store
         self.retention = retention
         self.max_payload_bytes = max_payload_bytes
@@ -84,6 +109,22 @@ class Runtime:
         self.sweep_interval = sweep_interval
         self._bus = Bus()
         self._listeners = _agents.Listeners()
+        self.registry = Registry()
+        """The task names this runtime's worker performs (see `register`)."""
+        self.worker: Worker | None = None
+        """The in-process worker, unless `concurrency=0`."""
+        if concurrency:
+            self.worker = Worker(
+                self,
+                self.registry,
+                concurrency=concurrency,
+                lease_seconds=lease_seconds,
+                max_recovery_attempts=max_recovery_attempts,
+                claim_interval=claim_interval,
+                worker_id=worker_id,
+            )
+            if store.notifies:  # NOTIFY tells of new submissions at once: claim then
+                self._bus.on_change = self.worker.notify
         self._group: asyncio.TaskGroup | None = None
         self._service: asyncio.Task[None] | None = None
         self._closed = False
@@ -105,13 +146,25 @@ class Runtime:
                 watch(self.store, self._bus, poll_interval=self.poll_interval, on_error=_log_error)
             )
             group.create_task(self._sweep_forever())
+            if self.worker is not None:
+                group.create_task(self.worker.run())
             started.set()
 
-    async def close(self) -> None:
-        """Stop background work and close the store. Idempotent."""
+    async def close(self, *, grace: float = 0.0) -> None:
+        """Stop background work and close the store. Idempotent.
+
+        The worker stops claiming and gives running tasks `grace` seconds to finish. Then
+        it releases them, so that another worker (in this process when it opens the store
+        again, or elsewhere) resumes them at once, journal and all; on a `MemoryStore`,
+        which nothing else can read, they are cancelled instead.
+        """
         if self._closed:
             return
         self._closed = True
+        if self.worker is not None and self._service is not None:
+            if grace:
+                check_seconds("grace", grace)
+            await self.worker.stop(grace, release=not isinstance(self.store, MemoryStore))
         if self._service is not None:
             self._service.cancel()
             await asyncio.wait([self._service])
@@ -263,23 +316,14 @@ class Runtime:
             limit: At most this many (1 to 1000).
             cursor: The `next_cursor` of the previous page.
         """
-        if not 1 <= limit <= 1000:
-            raise UserError(f"limit must be between 1 and 1000, not {limit!r}")
-        states = [state] if isinstance(state, str) else list(state or [])
-        try:
-            parsed = tuple(TaskState(s).value for s in states)
-        except ValueError:
-            raise UserError(
-                f"unknown state in {state!r}; states are {', '.join(s.value for s in TaskState)}"
-            ) from None
-        query = TaskQuery(
-            states=parsed,
+        query = list_query(
+            state=state,
             owner=owner,
             name=name,
             parent_id=parent_id,
-            created_after_ms=None if since is None else int(since.timestamp() * 1000),
-            before=decode_cursor(cursor),
-            limit=limit + 1,
+            since=since,
+            limit=limit,
+            cursor=cursor,
         )
         records = await self.store.list(query)
         more = len(records) > limit
@@ -307,28 +351,14 @@ class Runtime:
         Works across processes: a task run elsewhere is followed through the store. Resume a
         broken subscription by passing the last `seq` you saw as `after`.
         """
-        return self._follow(task_id, after)
-
-    async def _follow(self, task_id: str, after: int) -> AsyncIterator[Event]:
-        record = await self._reload(task_id)
-        with self._bus.subscribe(task_id) as waiter:
-            while True:
-                if record.state in TERMINAL_STATES and record.last_seq <= after:
-                    return  # it ended and its last event is behind `after`: nothing will come
-                waiter.clear()
-                batch = await self.store.read_events(task_id, after=after, limit=500)
-                for event in batch:
-                    yield event
-                    after = event.seq
-                    if event.kind in TERMINAL_STATES:
-                        return
-                if batch:
-                    continue
-                try:
-                    async with asyncio.timeout(max(1.0, self.poll_interval * 20)):
-                        await waiter.wait()
-                except TimeoutError:
-                    record = await self._reload(task_id)  # a purged task ends the subscription
+        return follow(
+            self.store,
+            self._bus,
+            task_id,
+            after=after,
+            reload=self._reload,
+            patience=max(1.0, self.poll_interval * 20),
+        )
 
     async def sweep(self) -> SweepReport:
         """Expire unfinished tasks past their time to live; purge ended ones past retention."""
@@ -350,65 +380,6 @@ class Runtime:
                 await self.sweep()
             except Exception as exc:  # the sweeper must outlive a store hiccup
                 _log_error(exc)
-
-    # -- agent tasks ---------------------------------------------------------------------------
-
-    async def submit(
-        self,
-        agent: Agent,
-        prompt: str,
-        *,
-        output_type: type[OutputT] = str,
-        name: str | None = None,
-        owner: str | None = None,
-        payload: Any = None,
-        task_id: str | None = None,
-        parent: Task | str | None = None,
-        limits: Limits | None = None,
-        on_event: Callable[[Event], None | Awaitable[None]] | None = None,
-        on_token: Callable[[str], None] | None = None,
-    ) -> Task[OutputT]:
-        """Store an agent task and start performing it in the background; return its handle.
-
-        `await task.result()` waits for the validated output. The same `task_id` again
-        returns the existing task instead of starting a second one.
-        """
-        task = await _agents.start_agent_task(
-            self,
-            agent,
-            prompt,
-            output_type=output_type,
-            name=name,
-            owner=owner,
-            payload=payload,
-            task_id=task_id,
-            parent=parent,
-            limits=limits,
-            on_event=on_event,
-            on_token=on_token,
-        )
-        return _typed(task, output_type)
-
-    async def respond(self, task_id: str, answer: Any) -> Task:
-        """Answer a task waiting in `input_required`, from any process, and resume it.
-
-        For an approval, `True`/`False` (or "yes"/"no") will do.
-
-        Raises:
-            InvalidAnswerError: the answer does not fit the request's type.
-            InvalidTransitionError: the task is not waiting for input.
-        """
-        return await _agents.respond(self, task_id, answer)
-
-    def listen(
-        self, task_id: str, callback: Callable[[Event], None | Awaitable[None]]
-    ) -> Callable[[], None]:
-        """Call `callback` with every event written through this runtime for the task.
-
-        Returns:
-            A function that stops the calls.
-        """
-        return self._listeners.add(task_id, callback)
 
     # -- the host side of Task (see task.TaskHost) -------------------------------------------
 
@@ -441,6 +412,17 @@ class Runtime:
                 if target is _CANCELLED:
                     await self._cancel_children(task_id)
         return seq
+
+    async def _claimed(self, record: TaskRecord) -> None:
+        """The worker claimed a task: wake its subscribers and tell its listeners."""
+        task_id, seq = record.id, record.last_seq
+        self._bus.notify(task_id, seq)
+        if self._listeners.wants(task_id):
+            try:
+                for event in await self.store.read_events(task_id, after=seq - 1, limit=1):
+                    await self._listeners.deliver_event(event)
+            except Exception as exc:  # an observer's news must not stop the worker
+                _log_error(exc)
 
     async def _cancel_children(self, parent_id: str) -> None:
         """Cancelling a parent cancels its unfinished children (and theirs, in turn)."""
@@ -479,13 +461,6 @@ class Runtime:
     def _detach(self, task: Task) -> None:
         self._bus.detach(task)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` in the runtime's background group (it must handle its own errors)."""
-        if self._group is None or self._closed:
-            work.close()
-            raise UserError("the runtime is not running: open it with taskloom.open(...)")
-        self._group.create_task(work)
-
     def _expire_later(self, task: Task) -> None:
         if self._group is not None and not self._closed:
             self._group.create_task(_expire(task))
@@ -500,15 +475,6 @@ async def _expire(task: Task) -> None:
 
 def _log_error(exc: Exception) -> None:
     _log.warning("taskloom background work failed: %s", exc, exc_info=exc)
-
-
-def _typed(task: Task, output_type: Any) -> Task[Any]:
-    """Make `task.result()` return a validated `output_type`."""
-    from ..agent._output import OutputType
-
-    output: OutputType[Any] = OutputType.of(output_type)
-    task._decode = output.adapter.validate_python  # pyright: ignore[reportPrivateUsage] -- same package
-    return task
 
 
 async def _open_default() -> Runtime:

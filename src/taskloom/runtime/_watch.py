@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 
 from .._record import TaskRecord
+from ..events import Event
 from ..states import TERMINAL_STATES
 from ..stores import Store
 from ..task import Task
 
-__all__ = ("Bus", "watch")
+__all__ = ("Bus", "follow", "watch")
 
 _log = logging.getLogger("taskloom")
 
@@ -32,6 +33,9 @@ class Bus:
         self.live: dict[str, set[Task]] = {}
         self.interest = asyncio.Event()
         """Set whenever there is something for the watcher to watch."""
+        self.on_change: Callable[[], None] | None = None
+        """Called whenever the store reports a change (a worker claims then); the watcher
+        then runs even when nothing is watched."""
 
     @contextlib.contextmanager
     def subscribe(self, task_id: str) -> Generator[asyncio.Event]:
@@ -87,12 +91,14 @@ async def watch(
 ) -> None:
     """Run forever: turn other processes' writes into wake-ups and interrupts."""
     while True:
-        if not bus.watched():
+        if not bus.watched() and bus.on_change is None:
             bus.interest.clear()
             await bus.interest.wait()
             continue
         try:
             await store.wait_for_change(poll_interval)
+            if bus.on_change is not None:
+                bus.on_change()
             ids = bus.watched()
             if not ids:
                 continue
@@ -124,3 +130,38 @@ def _unaware(handles: set[Task]) -> bool:
 def _end_all(handles: set[Task], record: TaskRecord) -> None:
     for handle in list(handles):
         handle._ended_externally(record)  # pyright: ignore[reportPrivateUsage] -- runtime-internal
+
+
+async def follow(
+    store: Store,
+    bus: Bus,
+    task_id: str,
+    *,
+    after: int,
+    reload: Callable[[str], Awaitable[TaskRecord]],
+    patience: float,
+) -> AsyncIterator[Event]:
+    """A task's stored events after `after`, then live ones until it ends (`Runtime.events`).
+
+    Woken by the bus; every `patience` seconds without news it reloads the record, so a
+    purged task ends the subscription (`reload` raises).
+    """
+    record = await reload(task_id)
+    with bus.subscribe(task_id) as waiter:
+        while True:
+            if record.state in TERMINAL_STATES and record.last_seq <= after:
+                return  # it ended and its last event is behind `after`: nothing will come
+            waiter.clear()
+            batch = await store.read_events(task_id, after=after, limit=500)
+            for event in batch:
+                yield event
+                after = event.seq
+                if event.kind in TERMINAL_STATES:
+                    return
+            if batch:
+                continue
+            try:
+                async with asyncio.timeout(patience):
+                    await waiter.wait()
+            except TimeoutError:
+                record = await reload(task_id)

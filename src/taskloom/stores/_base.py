@@ -8,7 +8,7 @@ driver's errors into `StoreError`s, so no `sqlite3` or `asyncpg` error leaves `s
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -20,10 +20,14 @@ __all__ = ("Store",)
 
 
 class Store(abc.ABC):
-    """Where tasks, their events and (later) journals, leases and cache entries live."""
+    """Where tasks, their events (which are also the journal of their steps) and leases live."""
 
     url: str
     """The URL the store was opened with, with any password removed."""
+
+    notifies: bool = False
+    """Whether `wait_for_change` returns as soon as another process writes (PostgreSQL's
+    NOTIFY), rather than only after its wait (polling)."""
 
     @abc.abstractmethod
     async def create(
@@ -32,18 +36,67 @@ class Store(abc.ABC):
         """Insert `record` with `events` (numbered from 1) in one transaction.
 
         Returns:
-            The stored record and `True`, or, when a task with that id already exists, the
-            existing record and `False` (nothing is written).
+            The stored record and `True`, or, when a task with that id (or with the
+            record's non-NULL `idempotency_key`) already exists, the existing record and
+            `False` (nothing is written).
         """
 
     @abc.abstractmethod
     async def apply(self, change: Change) -> int | None:
         """Append the change's event and apply it to the record, in one transaction.
 
-        The write happens only while the record's state is one of `change.from_states`.
+        The write happens only while the record's state is one of `change.from_states`
+        and, when `change.epoch` is set, the record's `epoch` equals it (fencing).
 
         Returns:
             The event's `seq`, or `None` when the task is missing or in another state.
+        """
+
+    @abc.abstractmethod
+    async def claim(
+        self, worker: str, names: Collection[str], *, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        """Take up to `limit` tasks for `worker` to perform, under a lease, in one transaction.
+
+        Only tasks whose `name` is in `names` and whose `job` is set are candidates. Time is
+        the store's clock (the database server's, for PostgreSQL). In this order:
+
+        1. Taken over: `working` or `input_required` tasks whose lease ended (`lease_ms`
+           before now) or was released (`lease_owner` NULL); oldest lease first. Each keeps
+           its state, gets `recoveries + 1` (unless it was released) and a `recovered`
+           event (`worker`, `epoch`, `recoveries`, `released`).
+        2. Due: `submitted` tasks with `fire_ms` NULL or not after now, by `priority`
+           (highest first), then fire time (`fire_ms`, else `created_ms`), then submission
+           order. A task whose `serial_key` is shared by an active claimed task, or by a
+           due task before it, waits. Each becomes `working` (`started_ms` now) with a
+           `started` event (`worker`).
+
+        Every claimed task gets `epoch + 1`, `lease_owner = worker` and
+        `lease_ms = now + lease_seconds`.
+
+        Returns:
+            The claimed records, as stored after the claim.
+        """
+
+    @abc.abstractmethod
+    async def heartbeat(
+        self, worker: str, leases: Mapping[str, int], *, lease_seconds: float
+    ) -> set[str]:
+        """Extend this worker's leases: `leases` maps task ids to the epochs it claimed.
+
+        Returns:
+            The ids whose lease was extended (still active, same epoch, same owner); the
+            worker has lost the others.
+        """
+
+    @abc.abstractmethod
+    async def release(self, task_id: str, epoch: int) -> bool:
+        """Give a lease up without ending the task, so that another worker takes it at once.
+
+        Only while the task is active and its `epoch` equals `epoch`.
+
+        Returns:
+            Whether the lease was released.
         """
 
     @abc.abstractmethod

@@ -35,14 +35,22 @@ Dialect = Literal["sqlite", "postgres"]
 TASK_COLUMNS = (
     "id, name, owner, state, reason, payload, progress, result, error, parent_id, created_ms,"
     " updated_ms, started_ms, ended_ms, last_progress_ms, expires_ms, retention_ms, purge_ms,"
-    " last_seq, epoch, usage"
+    " last_seq, epoch, usage, priority, fire_ms, idempotency_key, serial_key, job, lease_owner,"
+    " lease_ms, recoveries"
 )
 
+# no conflict target: a taken id and a taken `idempotency_key` both leave the row unwritten
 INSERT_TASK = (
     f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({{p1}}, {{p2}}, {{p3}}, {{p4}}, {{p5}}, {{p6}},"
     " {p7}, {p8}, {p9}, {p10}, {p11}, {p12}, {p13}, {p14}, {p15}, {p16}, {p17}, {p18}, {p19},"
-    " {p20}, {p21}) ON CONFLICT (id) DO NOTHING"
+    " {p20}, {p21}, {p22}, {p23}, {p24}, {p25}, {p26}, {p27}, {p28}, {p29}) ON CONFLICT DO NOTHING"
 )
+
+EXISTING_TASK = (
+    f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = {{p1}} OR idempotency_key = {{p2}}"
+    " ORDER BY id = {p1} DESC LIMIT 1"
+)
+"""The task that kept a create from writing: the one with its id, else the one with its key."""
 
 INSERT_EVENT = (
     "INSERT INTO events (task_id, seq, at_ms, kind, data) VALUES ({p1}, {p2}, {p3}, {p4}, {p5})"
@@ -60,13 +68,15 @@ def _in_list(states: Sequence[str]) -> str:
 
 
 @functools.cache
-def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
+def update_task(from_states: tuple[str, ...], dialect: Dialect, fence: int | None = None) -> str:
     """The conditional write of one change.
 
     Parameters: 1 new state or NULL, 2 reason, 3 result, 4 error, 5 progress (SQLite: the
     merged object; PostgreSQL: the patch), 6 the time, 7 whether the change ends the task,
-    8 the task id, 9 usage. Returns the new `last_seq`, or no row when the state did not match. A
-    terminal record is never matched, whatever `from_states` says: terminal is absorbing.
+    8 the task id, 9 usage, and, when `fence` is a parameter's number, that parameter: the
+    epoch the record must have. Returns the new `last_seq`, or no row when the state (or the
+    epoch) did not match. A terminal record is never matched, whatever `from_states` says:
+    terminal is absorbing.
     """
     if dialect == "sqlite":
         progress = "coalesce({p5}, progress)"
@@ -76,6 +86,7 @@ def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
         progress = "CASE WHEN {p5}::jsonb IS NULL THEN progress ELSE progress || {p5}::jsonb END"
         is_working = "{p1}::text = 'working'"
         terminal = "{p7}::boolean"
+    fenced = "" if fence is None else f" AND epoch = {{p{fence}}}"
     sql = f"""UPDATE tasks SET
         state = coalesce({{p1}}, state),
         reason = coalesce({{p2}}, reason),
@@ -90,7 +101,7 @@ def update_task(from_states: tuple[str, ...], dialect: Dialect) -> str:
         updated_ms = {{p6}},
         last_seq = last_seq + 1
     WHERE id = {{p8}} AND state IN ({_in_list(from_states)})
-        AND state NOT IN ({_in_list(sorted(TERMINAL_STATES))})
+        AND state NOT IN ({_in_list(sorted(TERMINAL_STATES))}){fenced}
     RETURNING last_seq"""
     return render(sql, dialect)
 
@@ -160,6 +171,14 @@ def record_params(rec: TaskRecord) -> tuple[Any, ...]:
         rec.last_seq,
         rec.epoch,
         rec.usage,
+        rec.priority,
+        rec.fire_ms,
+        rec.idempotency_key,
+        rec.serial_key,
+        rec.job,
+        rec.lease_owner,
+        rec.lease_ms,
+        rec.recoveries,
     )
 
 
@@ -201,6 +220,14 @@ def record_from_row(row: Row) -> TaskRecord:
         last_seq=row[18],
         epoch=row[19],
         usage=row[20],
+        priority=row[21],
+        fire_ms=row[22],
+        idempotency_key=row[23],
+        serial_key=row[24],
+        job=row[25],
+        lease_owner=row[26],
+        lease_ms=row[27],
+        recoveries=row[28],
     )
 
 

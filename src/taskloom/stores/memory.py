@@ -9,9 +9,11 @@ within its `poll_interval`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+import itertools
+from collections.abc import Collection, Mapping, Sequence
 
-from .._record import Change, NewEvent, TaskQuery, TaskRecord
+from .._json import dumps
+from .._record import Change, NewEvent, TaskQuery, TaskRecord, now_ms
 from ..events import Event, event_from_row
 from ..states import ACTIVE_STATES, TERMINAL_STATES, TaskState
 from ._base import Store
@@ -19,6 +21,8 @@ from ._base import Store
 __all__ = ("MemoryStore",)
 
 _WORKING = TaskState.WORKING
+_SUBMITTED = TaskState.SUBMITTED
+_LEASED = frozenset({TaskState.WORKING, TaskState.INPUT_REQUIRED})
 
 
 class MemoryStore(Store):
@@ -28,16 +32,28 @@ class MemoryStore(Store):
         self.url = "memory://"
         self._tasks: dict[str, TaskRecord] = {}
         self._events: dict[str, list[tuple[int, int, str, str]]] = {}
+        self._keys: dict[str, str] = {}
+        """Idempotency key -> task id."""
+        self._jobs: dict[str, int] = {}
+        """Unfinished tasks with a `job` (the ones a claim may take) -> submission order."""
+        self._order = itertools.count()
 
     async def create(
         self, record: TaskRecord, events: Sequence[NewEvent]
     ) -> tuple[TaskRecord, bool]:
         existing = self._tasks.get(record.id)
+        key = record.idempotency_key
+        if existing is None and key is not None and key in self._keys:
+            existing = self._tasks[self._keys[key]]
         if existing is not None:
             return existing.copy(), False
         stored = record.copy()
         stored.last_seq = len(events)
         self._tasks[record.id] = stored
+        if key is not None:
+            self._keys[key] = record.id
+        if stored.job is not None and stored.state not in TERMINAL_STATES:
+            self._jobs[record.id] = next(self._order)
         self._events[record.id] = [
             (seq, e.at_ms, e.kind, e.data) for seq, e in enumerate(events, start=1)
         ]
@@ -48,6 +64,8 @@ class MemoryStore(Store):
         # a terminal record is never changed, whatever `from_states` says: terminal is absorbing
         if rec is None or rec.state not in change.from_states or rec.state in TERMINAL_STATES:
             return None
+        if change.epoch is not None and rec.epoch != change.epoch:
+            return None  # fenced off: another worker has claimed it since
         event = change.event
         at = event.at_ms
         target = change.to_state
@@ -58,6 +76,7 @@ class MemoryStore(Store):
             elif target in TERMINAL_STATES:
                 rec.ended_ms = at
                 rec.purge_ms = at + rec.retention_ms
+                self._jobs.pop(rec.id, None)
         if change.reason is not None:
             rec.reason = change.reason
         if change.result is not None:
@@ -73,6 +92,108 @@ class MemoryStore(Store):
         rec.last_seq += 1
         self._events[rec.id].append((rec.last_seq, at, event.kind, event.data))
         return rec.last_seq
+
+    async def claim(
+        self, worker: str, names: Collection[str], *, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        if not names or limit <= 0:
+            return []
+        now = now_ms()
+        lease = now + round(lease_seconds * 1000)
+        taken, due = self._candidates(names, now)
+        claimed: list[TaskRecord] = []
+        for rec in taken[:limit]:
+            released = rec.lease_owner is None
+            if not released:
+                rec.recoveries += 1
+            rec.epoch += 1
+            data = (
+                f'{{"worker":{dumps(worker)},"epoch":{rec.epoch},"recoveries":{rec.recoveries},'
+                f'"released":{"true" if released else "false"}}}'
+            )
+            claimed.append(self._lease(rec, worker, lease, now, "recovered", data))
+        started = f'{{"worker":{dumps(worker)}}}'
+        for rec in due[: limit - len(claimed)]:
+            rec.state = _WORKING
+            if rec.started_ms is None:
+                rec.started_ms = now
+            rec.epoch += 1
+            claimed.append(self._lease(rec, worker, lease, now, "started", started))
+        return claimed
+
+    def _candidates(
+        self, names: Collection[str], now: int
+    ) -> tuple[list[TaskRecord], list[TaskRecord]]:
+        """The tasks a claim may take over, oldest lease first, and the due ones, in order."""
+        names = frozenset(names)
+        taken: list[TaskRecord] = []
+        due: list[TaskRecord] = []
+        busy: set[str] = set()  # serial keys of active tasks
+        for task_id in self._jobs:
+            rec = self._tasks[task_id]
+            if rec.state is _SUBMITTED:
+                if rec.fire_ms is None or rec.fire_ms <= now:
+                    due.append(rec)
+            elif rec.state in _LEASED:
+                if rec.serial_key is not None:
+                    busy.add(rec.serial_key)
+                if rec.name in names and (
+                    rec.lease_owner is None or rec.lease_ms is None or rec.lease_ms < now
+                ):
+                    taken.append(rec)
+        taken.sort(key=lambda r: -1 if r.lease_owner is None else r.lease_ms or 0)
+        order = self._jobs
+        due.sort(
+            key=lambda r: (
+                -r.priority,
+                r.created_ms if r.fire_ms is None else r.fire_ms,
+                order[r.id],
+            )
+        )
+        runnable: list[TaskRecord] = []
+        for rec in due:  # the first due task of each serial key may run, if none is active
+            key = rec.serial_key
+            if key is not None:
+                if key in busy:
+                    continue
+                busy.add(key)
+            if rec.name in names:
+                runnable.append(rec)
+        return taken, runnable
+
+    def _lease(
+        self, rec: TaskRecord, worker: str, lease: int, now: int, kind: str, data: str
+    ) -> TaskRecord:
+        rec.lease_owner, rec.lease_ms, rec.updated_ms = worker, lease, now
+        rec.last_seq += 1
+        self._events[rec.id].append((rec.last_seq, now, kind, data))
+        return rec.copy()
+
+    async def heartbeat(
+        self, worker: str, leases: Mapping[str, int], *, lease_seconds: float
+    ) -> set[str]:
+        if not leases:
+            return set()
+        lease = now_ms() + round(lease_seconds * 1000)
+        kept: set[str] = set()
+        for task_id, epoch in leases.items():
+            rec = self._tasks.get(task_id)
+            if (
+                rec is not None
+                and rec.state in _LEASED
+                and rec.epoch == epoch
+                and rec.lease_owner == worker
+            ):
+                rec.lease_ms = lease
+                kept.add(task_id)
+        return kept
+
+    async def release(self, task_id: str, epoch: int) -> bool:
+        rec = self._tasks.get(task_id)
+        if rec is None or rec.state not in _LEASED or rec.epoch != epoch:
+            return False
+        rec.lease_owner = rec.lease_ms = None
+        return True
 
     async def get(self, task_id: str) -> TaskRecord | None:
         rec = self._tasks.get(task_id)
@@ -113,8 +234,11 @@ class MemoryStore(Store):
             r.id for r in self._tasks.values() if r.purge_ms is not None and r.purge_ms <= now_ms
         ][:limit]
         for task_id in doomed:
-            del self._tasks[task_id]
+            key = self._tasks.pop(task_id).idempotency_key
             del self._events[task_id]
+            self._jobs.pop(task_id, None)
+            if key is not None:
+                del self._keys[key]
         return len(doomed)
 
     async def close(self) -> None:

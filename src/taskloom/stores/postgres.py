@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncGenerator, Collection, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._json import dumps
 from .._record import Change, NewEvent, TaskQuery, TaskRecord
 from ..errors import (
     MigrationError,
@@ -60,7 +61,7 @@ class PostgresStore(Store):
         self._listener: asyncpg.Connection | None = None
         self._changed = asyncio.Event()
         self._closed = False
-        self._apply_sql: dict[tuple[str, ...], str] = {}
+        self._apply_sql: dict[tuple[tuple[str, ...], bool], str] = {}
 
     @classmethod
     async def connect(cls, url: str, *, synchronous: str | None = None) -> PostgresStore:
@@ -104,8 +105,9 @@ class PostgresStore(Store):
         params[18] = len(events)
         async with self._conn() as conn, conn.transaction():
             inserted = await conn.fetchval(_INSERT_TASK, *params)
-            if inserted is None:
-                row = await conn.fetchrow(_GET, record.id)
+            if inserted is None:  # the id or the key is taken (by a committed task: the
+                # insert waits for a transaction that holds either)
+                row = await conn.fetchrow(_EXISTING_TASK, record.id, record.idempotency_key)
                 return (record if row is None else _sql.record_from_row(row)), False
             await conn.execute(
                 _INSERT_EVENTS,
@@ -119,33 +121,74 @@ class PostgresStore(Store):
         return _sql.record_from_row(params), True
 
     async def apply(self, change: Change) -> int | None:
-        sql = self._apply_sql.get(change.from_states)
+        fenced = change.epoch is not None
+        key = (change.from_states, fenced)
+        sql = self._apply_sql.get(key)
         if sql is None:
-            update = _sql.update_task(change.from_states, "postgres")
-            sql = self._apply_sql[change.from_states] = (
+            update = _sql.update_task(change.from_states, "postgres", 13 if fenced else None)
+            sql = self._apply_sql[key] = (
                 f"WITH u AS ({update}), e AS (INSERT INTO events (task_id, seq, at_ms, kind, data)"
                 " SELECT $8, last_seq, $6, $10, $11::json FROM u RETURNING seq)"
                 " SELECT seq, pg_notify($12, $8) FROM e"
             )
         ev = change.event
         state = None if change.to_state is None else change.to_state.value
+        args = [
+            state,
+            change.reason,
+            change.result,
+            change.error,
+            change.progress_json,
+            ev.at_ms,
+            change.terminal,
+            change.task_id,
+            change.usage,
+            ev.kind,
+            ev.data,
+            self._channel,
+        ]
+        if fenced:
+            args.append(change.epoch)
         async with self._conn() as conn:
-            row = await conn.fetchrow(
-                sql,
-                state,
-                change.reason,
-                change.result,
-                change.error,
-                change.progress_json,
-                ev.at_ms,
-                change.terminal,
-                change.task_id,
-                change.usage,
-                ev.kind,
-                ev.data,
+            row = await conn.fetchrow(sql, *args)
+        return None if row is None else row[0]
+
+    async def claim(
+        self, worker: str, names: Collection[str], *, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        if not names or limit <= 0:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                _CLAIM,
+                list(names),
+                limit,
+                worker,
+                round(lease_seconds * 1000),
+                f'{{"worker":{dumps(worker)}}}',
                 self._channel,
             )
-        return None if row is None else row[0]
+        return [_sql.record_from_row(r) for r in rows]
+
+    async def heartbeat(
+        self, worker: str, leases: Mapping[str, int], *, lease_seconds: float
+    ) -> set[str]:
+        if not leases:
+            return set()
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                _HEARTBEAT,
+                list(leases),
+                list(leases.values()),
+                worker,
+                round(lease_seconds * 1000),
+            )
+        return {r[0] for r in rows}
+
+    async def release(self, task_id: str, epoch: int) -> bool:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(_RELEASE, task_id, epoch, self._channel)
+        return row is not None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         async with self._conn() as conn:
@@ -219,6 +262,77 @@ class PostgresStore(Store):
 
 _GET = f"SELECT {_sql.TASK_COLUMNS} FROM tasks WHERE id = $1"
 _INSERT_TASK = _sql.render(f"{_sql.INSERT_TASK} RETURNING id", "postgres")
+_EXISTING_TASK = _sql.render(_sql.EXISTING_TASK, "postgres")
+_T_COLUMNS = ", ".join(f"t.{c.strip()}" for c in _sql.TASK_COLUMNS.split(","))
+_LEASED = "state IN ('working', 'input_required')"
+
+# One statement, so one round trip: lock the leases to take over (ended or released, oldest
+# first) and then the due tasks (serial keys one at a time), skipping rows another claim
+# holds, update them, append their events and notify. `clock` is read once: the server's
+# time, so that workers whose clocks differ agree. `$1` names, `$2` limit, `$3` worker,
+# `$4` lease length in ms, `$5` the `started` event's data, `$6` the channel.
+_CLAIM = f"""WITH clock AS MATERIALIZED (
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms
+), taken AS (
+    SELECT t.id, t.lease_owner IS NULL AS released, t.lease_ms AS ended FROM tasks AS t, clock
+    WHERE t.{_LEASED} AND t.job IS NOT NULL AND (t.lease_owner IS NULL OR t.lease_ms < clock.ms)
+        AND t.name = ANY($1::text[])
+    ORDER BY t.lease_ms NULLS FIRST, t.n LIMIT $2
+    FOR UPDATE OF t SKIP LOCKED
+), due AS (
+    SELECT t.id FROM tasks AS t, clock
+    WHERE t.state = 'submitted' AND t.job IS NOT NULL
+        AND (t.fire_ms IS NULL OR t.fire_ms <= clock.ms) AND t.name = ANY($1::text[])
+        AND (t.serial_key IS NULL OR (
+            NOT EXISTS (SELECT 1 FROM tasks AS a WHERE a.serial_key = t.serial_key
+                AND a.{_LEASED} AND a.job IS NOT NULL)
+            AND NOT EXISTS (SELECT 1 FROM tasks AS b WHERE b.serial_key = t.serial_key
+                AND b.state = 'submitted' AND b.job IS NOT NULL
+                AND (b.fire_ms IS NULL OR b.fire_ms <= clock.ms)
+                AND (b.priority > t.priority OR b.priority = t.priority
+                    AND (coalesce(b.fire_ms, b.created_ms), b.n)
+                    < (coalesce(t.fire_ms, t.created_ms), t.n)))))
+    ORDER BY t.priority DESC, coalesce(t.fire_ms, t.created_ms), t.n
+    LIMIT greatest($2 - (SELECT count(*) FROM taken), 0)
+    FOR UPDATE OF t SKIP LOCKED
+), took AS (
+    UPDATE tasks AS t SET epoch = t.epoch + 1,
+        recoveries = t.recoveries + CASE WHEN k.released THEN 0 ELSE 1 END,
+        lease_owner = $3, lease_ms = clock.ms + $4, updated_ms = clock.ms,
+        last_seq = t.last_seq + 1
+    FROM taken AS k, clock WHERE t.id = k.id
+    RETURNING {_T_COLUMNS}, k.released, 0 AS grp, 0::bigint AS k1,
+        coalesce(k.ended, -1) AS k2, t.n
+), started AS (
+    UPDATE tasks AS t SET state = 'working', started_ms = coalesce(t.started_ms, clock.ms),
+        epoch = t.epoch + 1, lease_owner = $3, lease_ms = clock.ms + $4, updated_ms = clock.ms,
+        last_seq = t.last_seq + 1
+    FROM due AS d, clock WHERE t.id = d.id
+    RETURNING {_T_COLUMNS}, false AS released, 1 AS grp, -t.priority::bigint AS k1,
+        coalesce(t.fire_ms, t.created_ms) AS k2, t.n
+), e AS (
+    INSERT INTO events (task_id, seq, at_ms, kind, data)
+    SELECT id, last_seq, updated_ms, 'recovered', format(
+        '{{"worker":%s,"epoch":%s,"recoveries":%s,"released":%s}}',
+        to_json($3::text), epoch, recoveries, to_json(released))::json FROM took
+    UNION ALL SELECT id, last_seq, updated_ms, 'started', $5::json FROM started
+)
+SELECT c.*, pg_notify($6, c.id) FROM (
+    SELECT * FROM took UNION ALL SELECT * FROM started
+) AS c ORDER BY c.grp, c.k1, c.k2, c.n"""
+
+_HEARTBEAT = f"""WITH clock AS MATERIALIZED (
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms
+)
+UPDATE tasks AS t SET lease_ms = clock.ms + $4
+FROM clock, unnest($1::text[], $2::int[]) AS l(id, epoch)
+WHERE t.id = l.id AND t.epoch = l.epoch AND t.lease_owner = $3 AND t.{_LEASED}
+RETURNING t.id"""
+
+_RELEASE = (
+    "UPDATE tasks SET lease_owner = NULL, lease_ms = NULL"
+    f" WHERE id = $1 AND epoch = $2 AND {_LEASED} RETURNING pg_notify($3, id)"
+)
 _INSERT_EVENTS = (
     "INSERT INTO events (task_id, seq, at_ms, kind, data)"
     " SELECT $1, s, a, k, d FROM unnest($2::int[], $3::bigint[], $4::text[], $5::json[])"

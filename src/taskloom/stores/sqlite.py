@@ -27,7 +27,7 @@ import functools
 import json
 import operator
 import sqlite3
-from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -38,14 +38,15 @@ from .._record import Change, NewEvent, TaskQuery, TaskRecord
 from ..errors import MigrationError, StoreFormatError, StoreUnavailableError, UserError
 from ..events import Event, event_from_row
 from ..states import TERMINAL_STATES, TaskState
-from . import _sql
+from . import _sql, _sqlite_leases
 from ._base import Store
-from ._sqlite_writer import EventRow, Writer, insert_events, translate
+from ._sqlite_writer import EventRow, Op, Writer, insert_events, translate
 
 __all__ = ("SQLiteStore",)
 
 T = TypeVar("T")
 _INSERT_TASK = _sql.render(_sql.INSERT_TASK, "sqlite")
+_EXISTING_TASK = _sql.render(_sql.EXISTING_TASK, "sqlite")
 _SELECT_PROGRESS = "SELECT progress FROM tasks WHERE id = ?"
 _LAST_SEQ = "SELECT last_seq FROM tasks WHERE id = ?"
 _SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
@@ -87,9 +88,13 @@ class SQLiteStore(Store):
             insert_events(conn, rows)  # `op` may read or delete events: write the queued ones
             return op(conn)
 
+        return await self._submit(write)
+
+    async def _submit(self, op: Op) -> Any:
+        """Run an `Op` on the writer thread, in a transaction; return once it is committed."""
         if self._closed:
             raise StoreUnavailableError(f"the store {self.url} is closed")
-        return await self._writer.submit(write)
+        return await self._writer.submit(op)
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -111,12 +116,13 @@ class SQLiteStore(Store):
             stored.last_seq = len(events)
 
         def op(conn: sqlite3.Connection, queued: list[EventRow]) -> tuple[TaskRecord, bool]:
-            if conn.execute(_INSERT_TASK, params).rowcount != 1:  # the id is taken
-                return _get(conn, task_id) or record, False
+            if conn.execute(_INSERT_TASK, params).rowcount != 1:  # the id or the key is taken
+                row = conn.execute(_EXISTING_TASK, (task_id, record.idempotency_key)).fetchone()
+                return (record if row is None else _sql.record_from_row(row)), False
             queued += rows
             return stored, True
 
-        if self._closed:
+        if self._closed:  # `_submit` inlined: this is the hot path
             raise StoreUnavailableError(f"the store {self.url} is closed")
         return await self._writer.submit(op)
 
@@ -131,6 +137,7 @@ class SQLiteStore(Store):
             change.error is not None,
             None if patch is None else "merged" if merge else "patch",
             change.usage is not None,
+            change.epoch is not None,
         )
         values = [
             change.reason,
@@ -140,6 +147,7 @@ class SQLiteStore(Store):
             event.at_ms,
             task_id,
             change.usage,
+            change.epoch,
         ]
 
         def op(conn: sqlite3.Connection, queued: list[EventRow]) -> int | None:
@@ -152,14 +160,42 @@ class SQLiteStore(Store):
                 merged.update(patch)
                 values[3] = dumps(merged)
             if conn.execute(update.sql, update.pick(values)).rowcount != 1:
-                return None  # no such task, or not in one of `from_states`
+                return None  # no such task, or not in one of `from_states`, or fenced off
             seq: int = conn.execute(_LAST_SEQ, (task_id,)).fetchone()[0]
             queued.append((task_id, seq, event.at_ms, event.kind, event.data))
             return seq
 
-        if self._closed:
+        if self._closed:  # `_submit` inlined: this is the hot path
             raise StoreUnavailableError(f"the store {self.url} is closed")
         return await self._writer.submit(op)
+
+    async def claim(
+        self, worker: str, names: Collection[str], *, limit: int, lease_seconds: float
+    ) -> list[TaskRecord]:
+        if not names or limit <= 0:
+            return []
+        op = functools.partial(
+            _sqlite_leases.claim,
+            worker=worker,
+            names=json.dumps(list(names)),
+            limit=limit,
+            lease_ms=round(lease_seconds * 1000),
+        )
+        return await self._submit(op)
+
+    async def heartbeat(
+        self, worker: str, leases: Mapping[str, int], *, lease_seconds: float
+    ) -> set[str]:
+        if not leases:
+            return set()
+        pairs = list(leases.items())
+        lease_ms = round(lease_seconds * 1000)
+        return await self._submit(
+            lambda conn, _: _sqlite_leases.heartbeat(conn, pairs, worker=worker, lease_ms=lease_ms)
+        )
+
+    async def release(self, task_id: str, epoch: int) -> bool:
+        return await self._submit(lambda conn, _: _sqlite_leases.release(conn, task_id, epoch))
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self._read(lambda conn: _get(conn, task_id))
@@ -238,7 +274,7 @@ class _Update(NamedTuple):
     sql: str
     pick: Callable[[Sequence[Any]], tuple[Any, ...]]
     """Takes the parameters the statement uses from `[reason, result, error, progress,
-    time, task id, usage]`, in order."""
+    time, task id, usage, epoch]`, in order."""
 
 
 @functools.cache
@@ -250,6 +286,7 @@ def _update_sql(
     error: bool,
     progress: str | None,
     usage: bool = False,
+    fenced: bool = False,
 ) -> _Update:
     """The conditional write of one change, setting only the columns it changes.
 
@@ -257,8 +294,8 @@ def _update_sql(
     statement, so that an update of progress rewrites no index, and so does its parameter:
     binding `None` costs the `sqlite3` module a failed adapter look-up. `progress` is
     `"patch"` (merged by `json_patch`) or `"merged"` (the merged object is bound). The
-    statement changes no row when the state does not match; a terminal record is never
-    matched, whatever `from_states` says. There is no `RETURNING` clause: SQLite builds a
+    statement changes no row when the state does not match (or, when `fenced`, the epoch); a
+    terminal record is never matched, whatever `from_states` says. There is no `RETURNING` clause: SQLite builds a
     temporary table for it, which costs more than reading `last_seq` back.
     """
     used: list[int] = []
@@ -288,7 +325,8 @@ def _update_sql(
     # index on every run: compare with `=` instead, leaving out the terminal states here
     allowed = sorted({TaskState(s) for s in from_states} - TERMINAL_STATES)
     matches = " OR ".join(f"state = '{s.value}'" for s in allowed) or "0"
-    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE id = {param(5)} AND ({matches})"
+    fence = f" AND epoch = {param(7)}" if fenced else ""
+    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE id = {param(5)} AND ({matches}){fence}"
     return _Update(sql, operator.itemgetter(*used))
 
 

@@ -1,0 +1,1 @@
+"""Proof tests of the durable runtime: worker processes, leases, journal replay, crash recovery."""
