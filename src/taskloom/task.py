@@ -380,9 +380,11 @@ class Task(TaskView, Generic[OutputT]):
             return
         if self._fence is not None and self._rec.epoch != self._fence:
             self._lost = True
+            holder = self._rec.lease_owner
             raise LeaseLostError(
-                f"task {self._rec.id!r} was taken over by {self._rec.lease_owner or 'another'}"
-                " worker (its lease here ended); this worker stops performing it"
+                f"task {self._rec.id!r} was taken over by "
+                + (f"worker {holder!r}" if holder else "another worker")
+                + " (the lease here ended); this worker stops performing it"
             )
         if target is not None:
             check_transition(self._rec.id, self._rec.state, target)

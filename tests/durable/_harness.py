@@ -166,10 +166,7 @@ class Workers:
             "--grace",
             str(self.grace if grace is None else grace),
         ]
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            proc = subprocess.Popen(
-                args, cwd=ROOT, env=self._env(variant), stdout=stdout, stderr=stderr
-            )
+        proc = _spawn(args, self._env(variant), out, err)
         worker = Worker(proc=proc, out=out, err=err, variant=variant)
         self.started.append(worker)
         if wait:
@@ -227,7 +224,9 @@ class Workers:
             worker.signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
             worker.signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace + 20
-        while self.alive and time.monotonic() < deadline:
+        while self.alive:
+            if time.monotonic() > deadline:
+                break
             await asyncio.sleep(0.05)
         for worker in self.alive:
             worker.signal(signal.SIGKILL)
@@ -237,6 +236,18 @@ class Workers:
 
     def report(self) -> str:
         return "\n\n".join(w.describe() for w in self.started)
+
+
+def _spawn(args: list[str], env: dict[str, str], out: Path, err: Path) -> subprocess.Popen[bytes]:
+    """Start a process from the project's root with its output in two files (fork and exec
+    only: it does not wait for the process)."""
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+
+
+def say(text: str) -> None:
+    """Print a figure for the closing note (run pytest with `-s` to see it)."""
+    print(text, flush=True)  # noqa: T201 -- the figures are the point
 
 
 def owner_pid(lease_owner: str) -> int:
@@ -331,7 +342,9 @@ async def wait_terminal(
             detail = [f"{t}: {await describe_task(rt, t)}" for t in stuck]
             raise HarnessError(
                 f"not every task ended within {within} s: {dict(left)} still active, {missing}"
-                f" missing; e.g.\n" + "\n".join(detail) + ("\n" + workers.report() if workers else "")
+                f" missing; e.g.\n"
+                + "\n".join(detail)
+                + ("\n" + workers.report() if workers else "")
             )
         await asyncio.sleep(every)
 
@@ -436,9 +449,13 @@ class Audit:
     """Executions of a step at an epoch before the one that journaled it: in flight at a crash
     (or by a worker whose lease ended), then run again: allowed for model calls and for pure
     and idempotent tools."""
-    reexecuted: list[tuple[str, str, int, int]] = field(default_factory=list[tuple[str, str, int, int]])
+    reexecuted: list[tuple[str, str, int, int]] = field(
+        default_factory=list[tuple[str, str, int, int]]
+    )
     """`(task, step, journaled at epoch, executed at epoch)`: a journaled step run again."""
-    twice_in_one_epoch: list[tuple[str, str, int]] = field(default_factory=list[tuple[str, str, int]])
+    twice_in_one_epoch: list[tuple[str, str, int]] = field(
+        default_factory=list[tuple[str, str, int]]
+    )
     """`(task, step, epoch)`: one claim ran a step twice."""
     journaled_twice: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
     """`(task, step)`: a step whose result was written to the journal twice."""
@@ -484,6 +501,36 @@ def _journal(events: Iterable[Event], audit: Audit, task_id: str) -> dict[str, i
     return journal
 
 
+def _ledger_starts(ledger: Path, audit: Audit) -> dict[str, dict[str, list[int]]]:
+    """The epochs at which each task's steps started, from the ledger (`send` counted apart)."""
+    starts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list[int]))
+    for line in read_ledger(ledger):
+        if line.phase == "start":
+            starts[line.task][line.step].append(line.epoch)
+            audit.executions["model" if line.what == "model" else "tool"] += 1
+            if line.what == "send":
+                starts[line.task]["send"].append(line.epoch)
+    return starts
+
+
+def _compare(
+    audit: Audit, task_id: str, journal: dict[str, int], ran: dict[str, list[int]]
+) -> None:
+    """Compare one task's journal with what the ledger says ran."""
+    for step, epoch in journal.items():
+        for ran_at in ran.get(step, []):
+            if ran_at > epoch:
+                audit.reexecuted.append((task_id, step, epoch, ran_at))
+            elif ran_at < epoch:
+                audit.rerun_in_flight += 1
+    for step, epochs in ran.items():
+        if step != "send":
+            twice = [e for e, c in Counter(epochs).items() if c > 1]
+            audit.twice_in_one_epoch.extend((task_id, step, e) for e in twice)
+    if len(ran.get("send", [])) > 1:
+        audit.duplicate_sends.append(task_id)
+
+
 async def audit(rt: taskloom.Runtime, ids: Collection[str], ledger: Path) -> Audit:
     """Check every task's journal (its events) against the ledger of what actually ran.
 
@@ -492,13 +539,7 @@ async def audit(rt: taskloom.Runtime, ids: Collection[str], ledger: Path) -> Aud
     of that step (a ledger `start`) at a later epoch is a journaled step executed again.
     """
     result = Audit(tasks=len(ids))
-    starts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list[int]))
-    for line in read_ledger(ledger):
-        if line.phase == "start":
-            starts[line.task][line.step].append(line.epoch)
-            result.executions["model" if line.what == "model" else "tool"] += 1
-            if line.what == "send":
-                starts[line.task]["send"].append(line.epoch)
+    starts = _ledger_starts(ledger, result)
     for task_id in ids:
         rec = await rt.store.get(task_id)
         if rec is None:
@@ -508,19 +549,8 @@ async def audit(rt: taskloom.Runtime, ids: Collection[str], ledger: Path) -> Aud
         result.outcomes[state if state != "failed" else f"failed/{rec.reason}"] += 1
         journal = _journal(await events_of(rt, task_id), result, task_id)
         ran = starts.get(task_id, {})
-        for step, epoch in journal.items():
-            for ran_at in ran.get(step, []):
-                if ran_at > epoch:
-                    result.reexecuted.append((task_id, step, epoch, ran_at))
-                elif ran_at < epoch:
-                    result.rerun_in_flight += 1
-        for step, epochs in ran.items():
-            if step != "send":
-                twice = [e for e, c in Counter(epochs).items() if c > 1]
-                result.twice_in_one_epoch.extend((task_id, step, e) for e in twice)
+        _compare(result, task_id, journal, ran)
         sends = len(ran.get("send", []))
-        if sends > 1:
-            result.duplicate_sends.append(task_id)
         if state == "completed" and sends != 1 and rec.name.startswith("order"):
             result.completed_without_one_send.append(task_id)
     return result

@@ -1,3 +1,4 @@
+# pyright: reportReturnType=false
 """The app the durable tests' worker processes run: `taskloom worker tests.durable.app`.
 
 Every agent here uses a `FunctionModel` that decides from the request alone (the turn is
@@ -206,7 +207,9 @@ def _results(request: ModelRequest) -> dict[str, str]:
     return {m.name: m.content for m in request.messages if isinstance(m, ToolResultMessage)}
 
 
-def _calls(turn: int, inputs: dict[str, Any], calls: list[tuple[str, dict[str, Any]]]) -> ModelResponse:
+def _calls(
+    turn: int, inputs: dict[str, Any], calls: list[tuple[str, dict[str, Any]]]
+) -> ModelResponse:
     made: list[ToolCall] = []
     for index, (name, arguments) in enumerate(calls):
         if inputs.get("pause_step") == f"t{turn}.{index}":
@@ -246,9 +249,7 @@ async def shop_model(request: ModelRequest) -> ModelResponse:
     if turn == 2:
         return _calls(turn, inputs, [("send", {"to": f"customer-{n}"})])
     done = _results(request)
-    return _answer(
-        Receipt(order=n, item=done["lookup"], charge=done["charge"], sent=done["send"])
-    )
+    return _answer(Receipt(order=n, item=done["lookup"], charge=done["charge"], sent=done["send"]))
 
 
 def expected_receipt(task_id: str, n: int, *, sent: str | None = None) -> dict[str, Any]:
@@ -298,7 +299,9 @@ echoer = Agent(FunctionModel(echo_model, name="echo"), name="echoer")
 
 
 @shop.task
-async def order(n: int, pause_step: str = "", pause_s: float = 0.0, pause_epoch: int = 0) -> Receipt:
+async def order(
+    n: int, pause_step: str = "", pause_s: float = 0.0, pause_epoch: int = 0
+) -> Receipt:
     """Fulfil order number n."""
 
 
@@ -310,7 +313,9 @@ async def order_ask(
 
 
 @forecaster.task
-async def weather(city: str, pause_step: str = "", pause_s: float = 0.0, pause_epoch: int = 0) -> Weather:
+async def weather(
+    city: str, pause_step: str = "", pause_s: float = 0.0, pause_epoch: int = 0
+) -> Weather:
     """Give the current weather for a city."""
 
 

@@ -18,7 +18,14 @@ import pytest
 import taskloom
 from taskloom import ModelCalled, ToolCalled
 from tests.durable import app
-from tests.durable._harness import Workers, events_of, read_ledger, wait_for_ledger, wait_terminal
+from tests.durable._harness import (
+    Workers,
+    events_of,
+    read_ledger,
+    say,
+    wait_for_ledger,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +68,9 @@ async def test_cancel_reaches_the_worker_and_stops_the_step_in_flight(
         assert (await rt.get(other.id)).state is taskloom.TaskState.COMPLETED
         codes = await pool.close()
 
-    print(f"\n[cancel {step}] the worker cancelled the step {stopped.t - asked:.3f} s after rt.cancel")
+    say(
+        f"\n[cancel {step}] the worker cancelled the step {stopped.t - asked:.3f} s after rt.cancel"
+    )
     assert done.state is taskloom.TaskState.CANCELLED, done
     assert done.reason == "operator said stop"
     assert stopped.phase == "cancelled", stopped

@@ -32,7 +32,7 @@ import pytest
 import taskloom
 from tests.conftest import require_postgres
 from tests.durable import app
-from tests.durable._harness import Workers, audit, check, states, submit_many, wait_terminal
+from tests.durable._harness import Workers, audit, check, say, states, submit_many, wait_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,13 @@ _ALLOWED = {"completed", "failed/outcome_unknown", "failed/recovery_exhausted"}
 
 
 async def _killer(
-    pool: Workers, rt: taskloom.Runtime, ids: list[str], rng: random.Random, *, until: float, seconds: float
+    pool: Workers,
+    rt: taskloom.Runtime,
+    ids: list[str],
+    rng: random.Random,
+    *,
+    until: float,
+    seconds: float,
 ) -> tuple[int, int]:
     """Kill a random worker every 0.2-0.8 s and start another, until `until` of the tasks ended.
 
@@ -87,7 +93,7 @@ async def _crash_run(url: str, tmp: Path, *, tasks: int, label: str) -> None:
                 n = int(task.payload["inputs"]["n"])
                 if task.output != app.expected_receipt(task_id, n):
                     wrong.append(task_id)
-    print(
+    say(
         f"\n[crash {label}] seed {seed}: {tasks} tasks, 3 workers x 4, lease 1 s;"
         f" {kills} kills ({kills_ready} of claiming workers) in {killing:.1f} s, all ended"
         f" after {elapsed:.1f} s; {len(pool.started)} worker processes in all\n"
@@ -107,11 +113,15 @@ async def test_kill_9_workers_during_300_tasks_on_sqlite(tmp_path: Path) -> None
 
 
 @pytest.mark.postgres
-async def test_kill_9_workers_during_300_tasks_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+async def test_kill_9_workers_during_300_tasks_on_postgres(
+    postgres_url: str, tmp_path: Path
+) -> None:
     require_postgres()
     await _crash_run(postgres_url, tmp_path, tasks=300, label="postgres")
 
 
 @pytest.mark.timeout(300)
 async def test_kill_9_workers_during_1000_tasks_on_sqlite(tmp_path: Path) -> None:
-    await _crash_run(f"sqlite:///{tmp_path / 'tasks.db'}", tmp_path, tasks=1000, label="sqlite-1000")
+    await _crash_run(
+        f"sqlite:///{tmp_path / 'tasks.db'}", tmp_path, tasks=1000, label="sqlite-1000"
+    )

@@ -27,6 +27,7 @@ from tests.durable._harness import (
     events_of,
     owner_pid,
     read_ledger,
+    say,
     wait_for_event,
     wait_for_ledger,
     wait_terminal,
@@ -89,7 +90,7 @@ async def test_a_worker_stopped_past_its_lease_commits_nothing(url: str, tmp_pat
     after = [e for e in events if e.seq > taken.seq and isinstance(e, ModelCalled | ToolCalled)]
     assert after, "the other worker journaled nothing after it took over"
     assert {e.step for e in after} <= ended_at_2, (sorted(e.step for e in after), ended_at_2)
-    print(
+    say(
         f"\n[sigstop] taken over at seq {taken.seq}; steps journaled after it:"
         f" {[e.step for e in after]}; the thawed worker's ledger:"
         f" {[(line.step, line.phase) for line in ledger if line.pid == frozen.pid]}"

@@ -31,6 +31,7 @@ from tests.durable._harness import (
     check,
     events_of,
     read_ledger,
+    say,
     wait_for_event,
     wait_for_ledger,
     wait_journaled,
@@ -91,7 +92,7 @@ async def test_resume_replays_the_journal_or_fails_on_a_changed_agent(
         assert done.state is _S.FAILED, done
         assert done.reason == "nondeterminism"
         assert done.error is not None and "m1" in done.error.message, done.error
-        print(f"\n[nondeterminism] {done.error.message}")
+        say(f"\n[nondeterminism] {done.error.message}")
         assert [x for x in ledger if x.pid == second.pid] == []  # it called nothing
         after = [e for e in events if e.seq > taken[0].seq]
         assert not [e for e in after if isinstance(e, ModelCalled | ToolCalled)], after

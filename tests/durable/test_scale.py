@@ -20,7 +20,7 @@ import taskloom
 from taskloom import TaskStarted
 from tests.conftest import require_postgres
 from tests.durable import app
-from tests.durable._harness import Workers, events_of, read_ledger, submit_many, wait_terminal
+from tests.durable._harness import Workers, events_of, read_ledger, say, submit_many, wait_terminal
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -72,7 +72,7 @@ async def test_four_workers_complete_2000_tasks_each_exactly_once(
     ran_twice = [t for t, c in runs.items() if c != 1]
     never_ran = [t for t in ids if t not in runs]
     split = ", ".join(f"{w.id}: {by_worker[w.id]}" for w in workers)
-    print(
+    say(
         f"\n[scale postgres] {_TASKS} tasks, {_WORKERS} workers x 8: submitted in"
         f" {submitted:.1f} s, all completed {elapsed:.1f} s after the first submit"
         f" ({_TASKS / elapsed:.0f} tasks/s); first start to last end by the store's clock"

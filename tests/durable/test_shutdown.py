@@ -45,7 +45,9 @@ async def test_sigterm_finishes_or_releases_running_tasks(url: str, tmp_path: Pa
         ]
         long = [
             (
-                await app.order.submit(n, pause_step="t1.0", pause_s=20.0, pause_epoch=1, runtime=rt)
+                await app.order.submit(
+                    n, pause_step="t1.0", pause_s=20.0, pause_epoch=1, runtime=rt
+                )
             ).id
             for n in (3, 4)
         ]

@@ -93,9 +93,9 @@ async def _get(store: taskloom.Store, task_id: str) -> TaskRecord:
     return record
 
 
-async def _ended() -> None:
-    """Sleep until the short leases taken before have ended, by every store's clock."""
-    await asyncio.sleep(_SHORT + 0.1)
+async def _ended(lease: float = _SHORT) -> None:
+    """Sleep until the leases of `lease` seconds taken before have ended, by every store's clock."""
+    await asyncio.sleep(lease + 0.1)
 
 
 # -- what a claim takes ---------------------------------------------------------------------
@@ -227,9 +227,10 @@ async def test_an_ended_lease_is_taken_over(store: taskloom.Store) -> None:
     assert await _claim(store, limit=1, lease=_SHORT) == ["t1"]
     assert await _claim(store, limit=1, lease=_LONG) == ["t2"]
     assert await store.apply(_move("t1", _S.INPUT_REQUIRED, epoch=1)) == 3
-    assert await _claim(store, "w2", limit=1) == ["t3"]  # t1's lease has not ended yet
     await _ended()
-    [taken] = await store.claim("w2", ["job"], limit=5, lease_seconds=_LONG)
+    # taken over first, then what is due; t2's lease has not ended
+    taken, due = await store.claim("w2", ["job"], limit=5, lease_seconds=_LONG)
+    assert due.id == "t3"
     assert taken == await _get(store, "t1")
     assert (taken.state, taken.epoch, taken.recoveries) == (_S.INPUT_REQUIRED, 2, 1)
     assert (taken.lease_owner, taken.last_seq) == ("w2", 4)
@@ -261,9 +262,10 @@ async def test_recoveries_count_each_take_over(store: taskloom.Store) -> None:
 async def test_ended_leases_are_taken_over_first_oldest_first(store: taskloom.Store) -> None:
     for i in range(4):
         await _submit(store, f"t{i}", created_ms=_T0 + i)
-    assert await _claim(store, limit=1, lease=_SHORT + 0.02) == ["t0"]
+    # t1's lease ends first though t0 was claimed first
+    assert await _claim(store, limit=1, lease=0.3) == ["t0"]
     assert await _claim(store, limit=1, lease=_SHORT) == ["t1"]
-    await _ended()
+    await _ended(0.3)
     assert await _claim(store, "w2", limit=3) == ["t1", "t0", "t2"]
     assert await _claim(store, "w2") == ["t3"]
 
