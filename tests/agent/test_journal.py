@@ -24,7 +24,7 @@ import taskloom
 from taskloom import Task, TaskState
 from taskloom.agent import Agent, Limits
 from taskloom.agent import _loop as loop_module  # pyright: ignore[reportPrivateUsage] -- spied on
-from taskloom.agent._journal import Journal, model_fp, tool_fp
+from taskloom.agent._journal import Journal, Prints, model_fp, tool_fp
 from taskloom.errors import LeaseLostError, TaskExpiredError, TaskFailedError, UserError
 from taskloom.events import (
     Event,
@@ -35,12 +35,16 @@ from taskloom.events import (
     ToolStarted,
 )
 from taskloom.models import (
+    AssistantMessage,
     FunctionModel,
+    Message,
     ModelRequest,
     ModelResponse,
     ModelSettings,
     RequestUsage,
     SystemMessage,
+    ToolCall,
+    ToolResultMessage,
     UserMessage,
 )
 from taskloom.models.scripted import call, reply
@@ -422,6 +426,26 @@ async def test_an_open_question_of_ask_human_is_waited_for(rt: taskloom.Runtime)
     assert kinds.count("input_required") == 1
 
 
+async def test_an_open_question_keeps_the_input_timeout_it_had(rt: taskloom.Runtime) -> None:
+    def agent_of(turns: Turns) -> Agent:
+        return Agent(FunctionModel(turns), ask_human=True)
+
+    turns = Turns([reply(tool_calls=[call("ask_human", question="Which city?")]), reply("Lima")])
+    handle, running = await start(rt, agent_of(turns), "weather somewhere")
+    asked = asyncio.Event()
+    await wait_for_state(rt, handle.id, TaskState.INPUT_REQUIRED)
+    await asyncio.sleep(0.3)  # asked 0.3 s ago at least
+    asked.set()
+    await crash(handle, running, asked)
+
+    with pytest.raises(TaskExpiredError) as caught:
+        limits = Limits(input_timeout_seconds=0.2)
+        await resume(rt, handle.id, agent_of(turns.again()), "weather somewhere", limits=limits)
+    assert caught.value.reason == "input_timeout"
+    kinds = [e.kind for e in await events_of(rt, handle.id)]
+    assert kinds.count("input_required") == 1
+
+
 async def test_parallel_calls_and_the_loop_guard_replay(rt: taskloom.Runtime) -> None:
     failures: list[int] = []
 
@@ -493,7 +517,7 @@ async def test_what_a_sub_agent_used_before_the_crash_stays_counted(
     child = Agent(FunctionModel(lambda _: reply("hi", input_tokens=100, output_tokens=50)))
 
     @child.task
-    async def helper(topic: str) -> str:
+    async def helper(topic: str) -> str:  # pyright: ignore[reportReturnType] -- a task stub
         """Help with a topic."""
 
     def make(turns: Turns, gate: Gate) -> Agent:
@@ -520,7 +544,7 @@ async def test_the_deadline_counts_the_time_worked_before_the_crash(rt: taskloom
     turns, gate = Turns(script()), Gate()
     handle, running = await start(rt, make(turns, gate), "weather", output_type=Weather)
     await gate.reached.wait()
-    await asyncio.sleep(0.1)  # it works 0.1 s at least before the crash
+    await asyncio.sleep(0.2)  # it works 0.2 s at least before the crash, over its deadline
     await crash(handle, running, gate.reached)
 
     again = turns.again()
@@ -564,11 +588,42 @@ def test_fingerprints_are_stable_across_processes() -> None:
     assert tool_fp("lookup", '{"b": 1, "a": [1, 2]}') == tool_fp("lookup", '{"a":[1,2],"b":1}')
     assert tool_fp("lookup", '{"a": 1}') != tool_fp("lookup", '{"a": 2}')
     assert tool_fp("lookup", "not json") != tool_fp("other", "not json")
+    assert tool_fp("lookup", '{"a": "\\ud800"}') != tool_fp("lookup", '{"a": "\\ud801"}')
+    lone = ModelRequest(messages=(UserMessage(content="\ud800"),))
+    assert model_fp(lone) != model_fp(ModelRequest(messages=(UserMessage(content="\ud801"),)))
     other = ModelRequest(messages=request.messages, settings=ModelSettings(temperature=0.6))
     assert model_fp(other) != model_fp(request)
 
 
-PINNED_MODEL_FP = "13aa5e2df204ebbb"
+def test_a_run_fingerprints_its_growing_conversation_as_model_fp_does() -> None:
+    send = make_tools(Gate(hold=False), [])[1]
+    tools = (send,)
+    prints = Prints(tools, None, ModelSettings())
+    messages: list[Message] = [UserMessage(content="hi")]
+    for reply_text in ("one", "two"):
+        request = ModelRequest(messages=tuple(messages), tools=(send.definition(),))
+        assert prints.of(messages) == model_fp(request)
+        messages.append(AssistantMessage(text=reply_text))
+    # kept per agent: a second run starts from the same line
+    assert Prints(tools, None, ModelSettings()).of(messages[:1]) == model_fp(
+        ModelRequest(messages=tuple(messages[:1]), tools=(send.definition(),))
+    )
+
+
+def test_every_field_of_a_message_is_fingerprinted() -> None:
+    # the fingerprint writes each message's fields in a fixed order (see `_message_line`):
+    # a new field must be added there too, or a change in it would go unnoticed on resume
+    assert {cls.__name__: [f.name for f in dataclasses.fields(cls)] for cls in MESSAGES} == {
+        "SystemMessage": ["content", "role"],
+        "UserMessage": ["content", "role"],
+        "AssistantMessage": ["text", "tool_calls", "role"],
+        "ToolResultMessage": ["call_id", "name", "content", "is_error", "role"],
+        "ToolCall": ["id", "name", "arguments"],
+    }
+
+
+MESSAGES = (SystemMessage, UserMessage, AssistantMessage, ToolResultMessage, ToolCall)
+PINNED_MODEL_FP = "6795de211c07bb9e"
 
 
 def _at(seconds_ago: float) -> datetime:

@@ -1,4 +1,4 @@
-"""Worker processes for the durable tests and benchmarks: start, kill, stop; submit, wait, audit.
+"""Worker processes for the durable tests and benchmarks: start, kill, stop; submit and wait.
 
 A `Workers` pool starts `python -m taskloom worker tests.durable.app --store URL ...` from
 the project's root, each with its stdout and stderr in files (nothing can fill a pipe and
@@ -7,7 +7,7 @@ terminates every process it started (SIGTERM, then SIGKILL), so a failing test l
 worker behind. Every wait has a time limit and fails with what the workers wrote to
 stderr, so a broken build fails instead of hanging.
 
-Nothing here imports pytest: the benchmarks use it too.
+Nothing here imports pytest: the benchmarks use it too. The audit is in `_audit.py`.
 """
 
 from __future__ import annotations
@@ -20,21 +20,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import taskloom
-from taskloom import Event, ModelCalled, TaskRecovered, ToolCalled, ToolStarted
+from taskloom import Event
 from taskloom.states import TERMINAL_STATES, TaskState
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.durable.app"
 _READY = re.compile(r"^worker (\S+) ready$", re.MULTILINE)
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=Event)
 
 
 class HarnessError(AssertionError):
@@ -194,12 +195,6 @@ class Workers:
                 return worker
         raise HarnessError(f"no worker of this pool has pid {pid}")
 
-    def by_id(self, worker_id: str) -> Worker:
-        for worker in self.started:
-            if worker.ready and worker.id == worker_id:
-                return worker
-        raise HarnessError(f"no worker of this pool has id {worker_id!r}")
-
     async def kill(self, worker: Worker) -> None:
         """SIGKILL, and reap it."""
         worker.signal(signal.SIGKILL)
@@ -283,20 +278,6 @@ def read_ledger(path: Path) -> list[Line]:
     return lines
 
 
-async def wait_for_ledger(
-    path: Path, match: Callable[[Line], bool], *, within: float = 30, what: str = "a ledger line"
-) -> Line:
-    """The first ledger line that `match`es, once there is one."""
-    deadline = time.monotonic() + within
-    while True:
-        for line in read_ledger(path):
-            if match(line):
-                return line
-        if time.monotonic() > deadline:
-            raise HarnessError(f"no {what} within {within} s")
-        await asyncio.sleep(0.02)
-
-
 # -- tasks -----------------------------------------------------------------------------------
 
 
@@ -321,6 +302,43 @@ async def states(rt: taskloom.Runtime, ids: Collection[str]) -> dict[str, TaskSt
     return found
 
 
+# -- waiting -------------------------------------------------------------------------------
+
+
+async def _poll(
+    probe: Callable[[], Awaitable[_T | None]],
+    explain: Callable[[], Awaitable[str]],
+    *,
+    within: float,
+    every: float = 0.02,
+) -> _T:
+    """What `probe` finds, once it finds something; past `within` s, fail with `explain`."""
+    deadline = time.monotonic() + within
+    while (found := await probe()) is None:
+        if time.monotonic() > deadline:
+            raise HarnessError(await explain())
+        await asyncio.sleep(every)
+    return found
+
+
+def _report(workers: Workers | None) -> str:
+    return "" if workers is None else "\n" + workers.report()
+
+
+async def wait_for_ledger(
+    path: Path, match: Callable[[Line], bool], *, within: float = 30, what: str = "a ledger line"
+) -> Line:
+    """The first ledger line that `match`es, once there is one."""
+
+    async def probe() -> Line | None:
+        return next((line for line in read_ledger(path) if match(line)), None)
+
+    async def explain() -> str:
+        return f"no {what} within {within} s"
+
+    return await _poll(probe, explain, within=within)
+
+
 async def wait_terminal(
     rt: taskloom.Runtime,
     ids: Collection[str],
@@ -330,23 +348,23 @@ async def wait_terminal(
     every: float = 0.1,
 ) -> dict[str, TaskState]:
     """Wait until every task in `ids` has ended; return their states."""
-    deadline = time.monotonic() + within
-    while True:
+
+    async def probe() -> dict[str, TaskState] | None:
         found = await states(rt, ids)
-        if len(found) == len(ids) and all(s in TERMINAL_STATES for s in found.values()):
-            return found
-        if time.monotonic() > deadline:
-            left = Counter(s.value for s in found.values() if s not in TERMINAL_STATES)
-            missing = len(ids) - len(found)
-            stuck = [t for t, s in found.items() if s not in TERMINAL_STATES][:3]
-            detail = [f"{t}: {await describe_task(rt, t)}" for t in stuck]
-            raise HarnessError(
-                f"not every task ended within {within} s: {dict(left)} still active, {missing}"
-                f" missing; e.g.\n"
-                + "\n".join(detail)
-                + ("\n" + workers.report() if workers else "")
-            )
-        await asyncio.sleep(every)
+        ended = len(found) == len(ids) and all(s in TERMINAL_STATES for s in found.values())
+        return found if ended else None
+
+    async def explain() -> str:
+        found = await states(rt, ids)
+        left = Counter(s.value for s in found.values() if s not in TERMINAL_STATES)
+        stuck = [t for t, s in found.items() if s not in TERMINAL_STATES][:3]
+        detail = "\n".join([f"{t}: {await describe_task(rt, t)}" for t in stuck])
+        return (
+            f"not every task ended within {within} s: {dict(left)} still active,"
+            f" {len(ids) - len(found)} missing; e.g.\n{detail}{_report(workers)}"
+        )
+
+    return await _poll(probe, explain, within=within, every=every)
 
 
 async def wait_state(
@@ -358,14 +376,41 @@ async def wait_state(
     workers: Workers | None = None,
 ) -> None:
     """Wait until the task is in `state`."""
-    deadline = time.monotonic() + within
-    while (await states(rt, [task_id])).get(task_id) is not state:
-        if time.monotonic() > deadline:
-            raise HarnessError(
-                f"not {state.value} within {within} s: {await describe_task(rt, task_id)}"
-                + ("\n" + workers.report() if workers else "")
-            )
-        await asyncio.sleep(0.02)
+
+    async def probe() -> bool | None:
+        return True if (await states(rt, [task_id])).get(task_id) is state else None
+
+    async def explain() -> str:
+        return f"not {state.value} within {within} s: {await describe_task(rt, task_id)}{_report(workers)}"
+
+    await _poll(probe, explain, within=within)
+
+
+async def wait_for_event(
+    rt: taskloom.Runtime,
+    task_id: str,
+    kind: type[_E],
+    *,
+    step: str | None = None,
+    within: float = 30,
+    workers: Workers | None = None,
+) -> _E:
+    """The first event of type `kind` (of journal step `step`) in the task's log, once there is one."""
+
+    async def probe() -> _E | None:
+        for event in await events_of(rt, task_id):
+            if isinstance(event, kind) and (step is None or getattr(event, "step", None) == step):
+                return event
+        return None
+
+    async def explain() -> str:
+        of = f" of step {step}" if step else ""
+        return (
+            f"no {kind.__name__} event{of} within {within} s:"
+            f" {await describe_task(rt, task_id)}{_report(workers)}"
+        )
+
+    return await _poll(probe, explain, within=within)
 
 
 async def events_of(rt: taskloom.Runtime, task_id: str) -> list[Event]:
@@ -381,195 +426,3 @@ async def describe_task(rt: taskloom.Runtime, task_id: str) -> str:
         f"{rec.state.value} reason={rec.reason} epoch={rec.epoch} owner={rec.lease_owner}"
         f" lease_ms={rec.lease_ms} recoveries={rec.recoveries} events={kinds}"
     )
-
-
-async def wait_for_event(
-    rt: taskloom.Runtime,
-    task_id: str,
-    kind: type[_T],
-    *,
-    within: float = 30,
-    workers: Workers | None = None,
-) -> _T:
-    """The first event of type `kind` in the task's log, once there is one."""
-    deadline = time.monotonic() + within
-    while True:
-        for event in await events_of(rt, task_id):
-            if isinstance(event, kind):
-                return event
-        if time.monotonic() > deadline:
-            raise HarnessError(
-                f"no {kind.__name__} event within {within} s: {await describe_task(rt, task_id)}"
-                + ("\n" + workers.report() if workers else "")
-            )
-        await asyncio.sleep(0.02)
-
-
-async def wait_journaled(
-    rt: taskloom.Runtime,
-    task_id: str,
-    step: str,
-    *,
-    within: float = 30,
-    workers: Workers | None = None,
-) -> ModelCalled | ToolCalled:
-    """The journal event (`model_called` or `tool_called`) of `step`, once it is written."""
-    deadline = time.monotonic() + within
-    while True:
-        for event in await events_of(rt, task_id):
-            if isinstance(event, ModelCalled | ToolCalled) and event.step == step:
-                return event
-        if time.monotonic() > deadline:
-            raise HarnessError(
-                f"step {step} not journaled within {within} s: {await describe_task(rt, task_id)}"
-                + ("\n" + workers.report() if workers else "")
-            )
-        await asyncio.sleep(0.02)
-
-
-# -- the audit -------------------------------------------------------------------------------
-
-
-@dataclass(kw_only=True)
-class Audit:
-    """What the journal and the ledger say about a set of tasks (see `audit`)."""
-
-    tasks: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter[str])
-    """`completed`, `failed/outcome_unknown`, ... per task."""
-    recoveries: int = 0
-    """`recovered` events after a lost lease."""
-    releases: int = 0
-    """`recovered` events after a clean release."""
-    journaled: Counter[str] = field(default_factory=Counter[str])
-    """Journaled steps, by kind (`model`, `tool`)."""
-    executions: Counter[str] = field(default_factory=Counter[str])
-    """Ledger `start` lines, by kind (`model`, `tool`)."""
-    rerun_in_flight: int = 0
-    """Executions of a step at an epoch before the one that journaled it: in flight at a crash
-    (or by a worker whose lease ended), then run again: allowed for model calls and for pure
-    and idempotent tools."""
-    reexecuted: list[tuple[str, str, int, int]] = field(
-        default_factory=list[tuple[str, str, int, int]]
-    )
-    """`(task, step, journaled at epoch, executed at epoch)`: a journaled step run again."""
-    twice_in_one_epoch: list[tuple[str, str, int]] = field(
-        default_factory=list[tuple[str, str, int]]
-    )
-    """`(task, step, epoch)`: one claim ran a step twice."""
-    journaled_twice: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
-    """`(task, step)`: a step whose result was written to the journal twice."""
-    duplicate_sends: list[str] = field(default_factory=list[str])
-    """Tasks whose `at_most_once` tool started more than once."""
-    completed_without_one_send: list[str] = field(default_factory=list[str])
-    """Completed order tasks whose `send` did not start exactly once."""
-    bad_epochs: list[tuple[str, int, int]] = field(default_factory=list[tuple[str, int, int]])
-    """`(task, recovered.epoch, expected)`: a claim's epoch that is not one more than before."""
-
-    def summary(self) -> str:
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
-        return (
-            f"tasks {self.tasks}: {outcomes}; recoveries {self.recoveries}, releases"
-            f" {self.releases}; journaled steps {dict(self.journaled)}; executions"
-            f" {dict(self.executions)}; re-run after being in flight {self.rerun_in_flight};"
-            f" journaled steps executed again {len(self.reexecuted)}; duplicate at_most_once"
-            f" effects {len(self.duplicate_sends)}"
-        )
-
-
-def _journal(events: Iterable[Event], audit: Audit, task_id: str) -> dict[str, int]:
-    """Each journaled step's epoch: that of the claim in force when it was written."""
-    epoch, claims = 1, 1
-    journal: dict[str, int] = {}
-    for event in events:
-        if isinstance(event, TaskRecovered):
-            claims += 1
-            if event.epoch != claims:
-                audit.bad_epochs.append((task_id, event.epoch, claims))
-            epoch = event.epoch
-            if event.released:
-                audit.releases += 1
-            else:
-                audit.recoveries += 1
-        elif isinstance(event, ModelCalled | ToolCalled):
-            if event.step in journal:
-                audit.journaled_twice.append((task_id, event.step))
-            journal.setdefault(event.step, epoch)
-            audit.journaled["model" if isinstance(event, ModelCalled) else "tool"] += 1
-        elif isinstance(event, ToolStarted):
-            pass  # not a result: an at_most_once call about to run
-    return journal
-
-
-def _ledger_starts(ledger: Path, audit: Audit) -> dict[str, dict[str, list[int]]]:
-    """The epochs at which each task's steps started, from the ledger (`send` counted apart)."""
-    starts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list[int]))
-    for line in read_ledger(ledger):
-        if line.phase == "start":
-            starts[line.task][line.step].append(line.epoch)
-            audit.executions["model" if line.what == "model" else "tool"] += 1
-            if line.what == "send":
-                starts[line.task]["send"].append(line.epoch)
-    return starts
-
-
-def _compare(
-    audit: Audit, task_id: str, journal: dict[str, int], ran: dict[str, list[int]]
-) -> None:
-    """Compare one task's journal with what the ledger says ran."""
-    for step, epoch in journal.items():
-        for ran_at in ran.get(step, []):
-            if ran_at > epoch:
-                audit.reexecuted.append((task_id, step, epoch, ran_at))
-            elif ran_at < epoch:
-                audit.rerun_in_flight += 1
-    for step, epochs in ran.items():
-        if step != "send":
-            twice = [e for e, c in Counter(epochs).items() if c > 1]
-            audit.twice_in_one_epoch.extend((task_id, step, e) for e in twice)
-    if len(ran.get("send", [])) > 1:
-        audit.duplicate_sends.append(task_id)
-
-
-async def audit(rt: taskloom.Runtime, ids: Collection[str], ledger: Path) -> Audit:
-    """Check every task's journal (its events) against the ledger of what actually ran.
-
-    A step is journaled at the epoch of the claim in force when its event was written: the
-    epoch of the last `recovered` event before it, else 1 (the first claim). An execution
-    of that step (a ledger `start`) at a later epoch is a journaled step executed again.
-    """
-    result = Audit(tasks=len(ids))
-    starts = _ledger_starts(ledger, result)
-    for task_id in ids:
-        rec = await rt.store.get(task_id)
-        if rec is None:
-            result.outcomes["lost"] += 1
-            continue
-        state = rec.state.value
-        result.outcomes[state if state != "failed" else f"failed/{rec.reason}"] += 1
-        journal = _journal(await events_of(rt, task_id), result, task_id)
-        ran = starts.get(task_id, {})
-        _compare(result, task_id, journal, ran)
-        sends = len(ran.get("send", []))
-        if state == "completed" and sends != 1 and rec.name.startswith("order"):
-            result.completed_without_one_send.append(task_id)
-    return result
-
-
-def check(audit: Audit, *, allowed: Collection[str]) -> None:
-    """Assert the crash test's claims; every list must be empty."""
-    assert audit.outcomes["lost"] == 0, f"{audit.outcomes['lost']} tasks lost"
-    unexpected = {k: v for k, v in audit.outcomes.items() if k not in allowed}
-    assert not unexpected, f"tasks ended otherwise than {sorted(allowed)}: {unexpected}"
-    assert not audit.reexecuted, f"journaled steps executed again: {audit.reexecuted[:10]}"
-    assert not audit.duplicate_sends, f"at_most_once ran twice: {audit.duplicate_sends[:10]}"
-    assert not audit.journaled_twice, f"steps journaled twice: {audit.journaled_twice[:10]}"
-    assert not audit.twice_in_one_epoch, f"run twice by one claim: {audit.twice_in_one_epoch[:10]}"
-    assert not audit.completed_without_one_send, (
-        f"completed without exactly one send: {audit.completed_without_one_send[:10]}"
-    )
-    assert not audit.bad_epochs, f"claims whose epoch did not go up by one: {audit.bad_epochs[:10]}"
-
-
-def result_of(record_result: str | None) -> Any:
-    return None if record_result is None else json.loads(record_result)

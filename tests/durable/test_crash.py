@@ -32,7 +32,8 @@ import pytest
 import taskloom
 from tests.conftest import require_postgres
 from tests.durable import app
-from tests.durable._harness import Workers, audit, check, say, states, submit_many, wait_terminal
+from tests.durable._audit import audit, check
+from tests.durable._harness import Workers, say, states, submit_many, wait_terminal
 
 pytestmark = pytest.mark.slow
 

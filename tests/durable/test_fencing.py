@@ -1,10 +1,13 @@
 """A worker frozen with SIGSTOP until its lease ends, then thawed with SIGCONT, commits nothing.
 
-Two workers, lease 1 s. The task's first tool (`lookup`, step `t1.0`) sleeps 2 s at epoch
-1 only. Once it is running, the worker holding the lease (its pid is in `lease_owner`) is
-frozen; the other worker takes the task over (a `recovered` event, epoch 2) and finishes
-it. The frozen worker is then thawed: its `lookup` ends (or is cancelled) and it tries to
-write its result, which the store refuses because the task's epoch moved on (fencing).
+Two workers, lease 1 s. The task's first tool (`lookup`, step `t1.0`) takes 0.6 s more at
+epoch 1 only. Once it is running, the worker holding the lease (its pid is in
+`lease_owner`) is frozen; the other worker takes the task over (a `recovered` event, epoch
+2) and finishes it. The frozen worker is then thawed. Its `lookup` ran out its time while
+the process was frozen, so at once it both heartbeats (and learns that its lease is gone)
+and goes on with the step: it writes the ledger `end` and sends the step's result to the
+store, which refuses it because the task's epoch moved on (fencing). (When the heartbeat
+wins the race, the step is cancelled instead; the claims below hold either way.)
 
 Proved: the task completed; every journal step (`model_called`, `tool_called`) appears
 exactly once; every journal event after the takeover has a ledger `end` of the same step
@@ -48,7 +51,7 @@ async def test_a_worker_stopped_past_its_lease_commits_nothing(url: str, tmp_pat
     ):
         await pool.start()
         await pool.start()
-        task = await app.order.submit(7, pause_step="t1.0", pause_s=2.0, pause_epoch=1, runtime=rt)
+        task = await app.order.submit(7, pause_step="t1.0", pause_s=0.6, pause_epoch=1, runtime=rt)
         slow = await wait_for_ledger(
             pool.ledger,
             lambda line: line.task == task.id and line.step == "t1.0" and line.phase == "start",
@@ -93,6 +96,7 @@ async def test_a_worker_stopped_past_its_lease_commits_nothing(url: str, tmp_pat
     say(
         f"\n[sigstop] taken over at seq {taken.seq}; steps journaled after it:"
         f" {[e.step for e in after]}; the thawed worker's ledger:"
-        f" {[(line.step, line.phase) for line in ledger if line.pid == frozen.pid]}"
+        f" {[(line.step, line.phase) for line in ledger if line.pid == frozen.pid]};"
+        f" its log:\n{frozen.stderr_tail(6)}"
     )
     assert set(codes.values()) == {0}, codes

@@ -24,17 +24,15 @@ import pytest
 import taskloom
 from taskloom import ModelCalled, TaskInputRequired, TaskRecovered, ToolCalled, ToolStarted
 from tests.durable import app
+from tests.durable._audit import audit, check
 from tests.durable._harness import (
     Line,
     Workers,
-    audit,
-    check,
     events_of,
     read_ledger,
     say,
     wait_for_event,
     wait_for_ledger,
-    wait_journaled,
     wait_state,
     wait_terminal,
 )
@@ -64,7 +62,7 @@ async def test_resume_replays_the_journal_or_fails_on_a_changed_agent(
         first = await pool.start()
         task = await app.order.submit(8, pause_step="t1.0", pause_s=30, pause_epoch=1, runtime=rt)
         # m1 and the quick charge (t1.1) are journaled; the lookup (t1.0) is in flight
-        await wait_journaled(rt, task.id, "t1.1", workers=pool)
+        await wait_for_event(rt, task.id, ToolCalled, step="t1.1", workers=pool)
         await wait_for_ledger(
             pool.ledger, lambda x: x.task == task.id and x.step == "t1.0", what="the lookup"
         )

@@ -60,7 +60,10 @@ async def test_four_workers_complete_2000_tasks_each_exactly_once(
                 or kinds["recovered"] != 0
                 or kinds["completed"] != 1
             ):
-                problems.append(f"{task_id}: {rec.state.value} epoch {rec.epoch} {dict(kinds)}")
+                problems.append(
+                    f"{task_id}: {rec.state.value} ({rec.reason}, {rec.error}) epoch {rec.epoch}"
+                    f" {dict(kinds)}"
+                )
                 continue
             assert (await rt.get(task_id)).output == {"n": i}
             start = next(e for e in events if isinstance(e, TaskStarted))

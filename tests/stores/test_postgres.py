@@ -153,3 +153,27 @@ async def test_a_schema_of_version_2_migrates_forward(postgres_url: str) -> None
         await conn.close()
     assert [r[0] for r in versions] == [1, 2, 3]
     assert numbered == 1  # the existing row got a submission number
+
+
+async def test_a_server_out_of_connections_is_waited_for(postgres_url: str) -> None:
+    # a role allowed two connections stands for a server at its `max_connections`
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    database = POSTGRES_URL.rsplit("/", 1)[1].split("?")[0]
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 2')
+        await admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
+        limited = postgres_url.replace("://postgres@", f"://{role}@", 1)
+        assert limited != postgres_url
+        store = await taskloom.open_store(limited)
+        try:
+            found = await asyncio.gather(*(store.get(f"t{i}") for i in range(12)))
+            assert found == [None] * 12
+        finally:
+            await store.close()
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.execute(f'REVOKE CREATE ON DATABASE "{database}" FROM "{role}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

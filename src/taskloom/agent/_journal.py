@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import timedelta
 from typing import Any, Literal, cast
@@ -33,7 +33,18 @@ from ..events import (
     ToolCalled,
     ToolStarted,
 )
-from ..models import ModelRequest, ModelResponse, RequestUsage, ToolCall
+from ..models import (
+    AssistantMessage,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    OutputSpec,
+    RequestUsage,
+    SystemMessage,
+    ToolCall,
+    UserMessage,
+)
 from ..task import Task
 from ..tools import Tool
 from ..usage import Usage
@@ -42,6 +53,7 @@ from ._limits import Limits
 __all__ = (
     "Journal",
     "OutcomeAnswer",
+    "Prints",
     "Stop",
     "UnknownOutcome",
     "canonical_arguments",
@@ -318,29 +330,98 @@ def changed(step: str) -> str:
 def model_fp(request: ModelRequest) -> str:
     """The fingerprint of a model request: its messages, tools, output and settings.
 
-    Not the model's name: a resumed task may switch models.
+    Not the model's name: a resumed task may switch models. It is the sha256 of one line of
+    canonical JSON for the tools, output and settings, then one per message; `Prints`
+    computes the same value as the conversation grows.
     """
-    return _digest([request.messages, request.tools, request.output, request.settings])
+    sha = hashlib.sha256(_line([request.tools, request.output, request.settings]))
+    for message in request.messages:
+        sha.update(_message_line(message))
+    return sha.hexdigest()[:16]
+
+
+class Prints:
+    """The fingerprints of one run's model requests (`model_fp`), each message read once.
+
+    The loop only appends to its conversation, so each request extends the one before.
+    """
+
+    __slots__ = ("_seen", "_sha")
+
+    def __init__(self, tools: tuple[Tool, ...], output: OutputSpec | None, settings: ModelSettings):
+        self._sha = hashlib.sha256(_static_line(tools, output, settings))
+        self._seen = 0
+
+    def of(self, messages: Sequence[Message]) -> str:
+        """The fingerprint of the request made of `messages` and this run's tools."""
+        sha = self._sha
+        for message in messages[self._seen :]:
+            sha.update(_message_line(message))
+        self._seen = len(messages)
+        return sha.copy().hexdigest()[:16]
+
+
+# the tools, output and settings of an agent seldom change: their line is kept (by the
+# identity of the output spec, which is held so that its id cannot be reused)
+_STATIC: dict[tuple[Any, ...], tuple[OutputSpec | None, bytes]] = {}
+
+
+def _static_line(
+    tools: tuple[Tool, ...], output: OutputSpec | None, settings: ModelSettings
+) -> bytes:
+    try:
+        key = (tools, id(output), settings)
+        kept = _STATIC.get(key)
+    except TypeError:  # a tool whose function cannot be hashed: nothing to keep
+        return _line([tuple(t.definition() for t in tools), output, settings])
+    if kept is None or kept[0] is not output:
+        if len(_STATIC) >= 256:
+            _STATIC.clear()
+        line = _line([tuple(t.definition() for t in tools), output, settings])
+        kept = _STATIC[key] = (output, line)
+    return kept[1]
 
 
 def tool_fp(name: str, arguments: str) -> str:
     """The fingerprint of a tool call: the tool's name and its canonical arguments."""
-    return _digest([name, canonical_arguments(arguments)])
+    line = _flat([name, canonical_arguments(arguments)])
+    return hashlib.sha256(_utf8(line)).hexdigest()[:16]
 
 
 def canonical_arguments(arguments: str) -> str:
     """The arguments' JSON with sorted keys, or the text itself when it is not JSON."""
     try:
-        return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
+        value = json.loads(arguments)
     except json.JSONDecodeError:
         return arguments
+    return _sorted(value) if _SORTED is not None else _ENCODER.encode(value)
 
 
-def _digest(value: Any) -> str:
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _line(value: Any) -> bytes:
+    """Canonical JSON (sorted keys, compact), as one line."""
+    return _utf8(_ENCODER.encode(value) + "\n")
+
+
+def _message_line(message: Message) -> bytes:
+    """A message's fields as one line of JSON, in a fixed order.
+
+    A list of its fields is quicker to write than a dict made by `_plain`, and this runs
+    for every message of every run.
+    """
+    parts: list[Any]
+    if isinstance(message, UserMessage | SystemMessage):
+        parts = [message.role, message.content]
+    elif isinstance(message, AssistantMessage):
+        calls = [[c.id, c.name, c.arguments] for c in message.tool_calls]
+        parts = [message.role, message.text, calls]
+    else:
+        parts = [message.role, message.call_id, message.name, message.content, message.is_error]
+    return _utf8(_flat(parts) + "\n")
+
+
+def _utf8(text: str) -> bytes:
+    # a lone surrogate (JSON may escape one) is kept as its code, not refused
+    return text.encode("utf-8", "surrogatepass")
 
 
 _FIELDS: dict[type[Any], tuple[str, ...]] = {}
@@ -357,3 +438,34 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(cast(Mapping[str, Any], value))
     raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+)
+
+
+# `JSONEncoder.encode` builds a C encoder on every call; these are built once (as in
+# `taskloom._json`), for what runs each turn: lists of scalars, and parsed JSON, which
+# holds no cycles and nothing to convert
+def _c_encoder(*, sort_keys: bool) -> Any:
+    make: Any = getattr(json.encoder, "c_make_encoder", None)  # private; always in CPython
+    if make is None:  # pragma: no cover -- CPython has it
+        return None
+    return make(None, None, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, True)
+
+
+_FLAT = _c_encoder(sort_keys=False)
+_SORTED = _c_encoder(sort_keys=True)
+
+
+def _flat(value: list[Any]) -> str:
+    """Compact JSON of a list of scalars (and lists of them)."""
+    if _FLAT is None:  # pragma: no cover -- CPython has the C encoder
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_FLAT(value, 0))
+
+
+def _sorted(value: Any) -> str:
+    """Canonical JSON of a parsed JSON value."""
+    return "".join(_SORTED(value, 0))

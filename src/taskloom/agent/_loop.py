@@ -42,11 +42,11 @@ from ..usage import Usage, price
 from ._guardrails import Guardrail, guardrail_name, judge
 from ._journal import (
     Journal,
+    Prints,
     Stop,
     canonical_arguments,
     changed,
     load_journal,
-    model_fp,
     response_of,
     tool_fp,
     unknown_outcome,
@@ -186,8 +186,9 @@ async def _drive(run: _Run, prompt: str) -> Any:
     if agent.instructions:
         messages.append(SystemMessage(content=agent.instructions))
     messages.append(UserMessage(content=prompt))
-    tools = agent.tools
-    definitions = tuple(t.definition() for t in tools.values())
+    tools = tuple(agent.tools.values())
+    definitions = tuple(t.definition() for t in tools)
+    prints = Prints(tools, run.output.spec, agent.settings)
     rejected = 0
     for turn in range(1, run.limits.max_turns + 1):
         request = ModelRequest(
@@ -196,7 +197,7 @@ async def _drive(run: _Run, prompt: str) -> Any:
             output=run.output.spec,
             settings=agent.settings,
         )
-        response = await _call_model(run, request, turn)
+        response = await _call_model(run, request, turn, prints.of(messages))
         messages.append(AssistantMessage(text=response.text, tool_calls=response.tool_calls))
         if response.tool_calls:
             messages.extend(await _run_tools(run, response.tool_calls, turn))
@@ -252,8 +253,8 @@ async def _check_all(run: _Run, guardrails: Sequence[Guardrail], value: Any, *, 
             raise _RetryOutput(f"{reason} (guardrail {name!r})")
 
 
-async def _call_model(run: _Run, request: ModelRequest, turn: int) -> ModelResponse:
-    step, fp = f"m{turn}", model_fp(request)
+async def _call_model(run: _Run, request: ModelRequest, turn: int, fp: str) -> ModelResponse:
+    step = f"m{turn}"
     journal = run.journal
     called = journal.take_model(step)
     if called is not None:

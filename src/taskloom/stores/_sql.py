@@ -18,6 +18,7 @@ from .._record import TaskQuery, TaskRecord
 from ..states import TERMINAL_STATES, TaskState
 
 __all__ = (
+    "EXISTING_TASK",
     "INSERT_EVENT",
     "INSERT_TASK",
     "TASK_COLUMNS",

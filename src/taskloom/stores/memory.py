@@ -1,7 +1,8 @@
 """`MemoryStore`: everything in this process's memory, for tests and throwaway runs.
 
 It keeps the same contract as the durable stores (conditional writes, contiguous `seq`,
-retention) so that code tested on it behaves the same on SQLite and PostgreSQL. Several
+retention, claims and leases) so that code tested on it behaves the same on SQLite and
+PostgreSQL. Several
 runtimes on one event loop may share one `MemoryStore`; each learns of the others' writes
 within its `poll_interval`.
 """

@@ -5,6 +5,11 @@ one statement: the conditional `UPDATE`, the event `INSERT` and a `pg_notify` in
 it is atomic without a round trip for `BEGIN`/`COMMIT`. Other processes learn of changes
 through LISTEN on the schema's channel; `wait_for_change` falls back to polling when
 notifications do not arrive (as behind a transaction-pooling PgBouncer).
+
+A claim is one statement too: it locks its candidates with `FOR UPDATE SKIP LOCKED`, so
+that many workers claim at once without waiting on each other or taking a task twice, and
+it reads the time from the server's clock, so that workers whose clocks differ agree on
+when a lease ended. A change that carries an epoch is fenced in its `UPDATE`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ("PostgresStore",)
 
 _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+_ACQUIRE_BACKOFF = tuple(0.02 * 2**i for i in range(8))
 _OUR_TABLES = frozenset({"tasks", "events", "taskloom_schema"})
 
 
@@ -95,8 +101,25 @@ class PostgresStore(Store):
     async def _conn(self) -> AsyncGenerator[asyncpg.pool.PoolConnectionProxy[asyncpg.Record]]:
         if self._closed:
             raise StoreUnavailableError(f"the store {self.url} is closed")
-        async with _errors(self.url), self._pool.acquire() as conn:
-            yield conn
+        async with _errors(self.url):
+            conn = await self._acquire()
+            try:
+                yield conn
+            finally:
+                await self._pool.release(conn)
+
+    async def _acquire(self) -> asyncpg.pool.PoolConnectionProxy[asyncpg.Record]:
+        """A connection of the pool, waiting (about 5 s at most) while the server has none free.
+
+        The pool opens connections as it needs them; when the server has reached its
+        `max_connections`, one of this pool's own connections is soon free again.
+        """
+        for delay in _ACQUIRE_BACKOFF:
+            try:
+                return await self._pool.acquire()
+            except (_driver().TooManyConnectionsError, _driver().CannotConnectNowError):
+                await asyncio.sleep(delay)  # (the tuple is built only when something is raised)
+        return await self._pool.acquire()
 
     async def create(
         self, record: TaskRecord, events: Sequence[NewEvent]
@@ -421,5 +444,10 @@ async def _errors(url: str) -> AsyncGenerator[None]:
         asyncpg.InvalidPasswordError,
     ) as exc:
         raise StoreUnavailableError(f"PostgreSQL refused {url}: {exc}") from exc
+    except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError) as exc:
+        raise StoreUnavailableError(
+            f"PostgreSQL at {url} accepts no more connections ({exc}); retry, raise the"
+            " server's max_connections or put a pooler (PgBouncer) in front of it"
+        ) from exc
     except asyncpg.PostgresError as exc:
         raise StoreError(f"PostgreSQL failed: {exc}") from exc

@@ -14,6 +14,9 @@ an acknowledged write survives a power cut. `?synchronous=normal` syncs only at
 checkpoints: an acknowledged write survives a crash of the process but the last commits
 before a power cut or OS crash may be lost; the file is never corrupted either way.
 
+Claims, heartbeats and releases (`_sqlite_leases`) are writes like the others: a claim is
+one operation of the writer, timed by this machine's clock. Submission order is the rowid.
+
 Reads use a second connection on a reader thread. Other processes' commits are found by
 polling, once per the runtime's `poll_interval`. The `aiosqlite` bridge is not used: it
 costs a thread hop per statement and cannot batch several callers into one transaction.
