@@ -66,7 +66,8 @@ async def test_a_worker_process_performs_tasks_and_drains_on_sigterm(
         first = await module.greet.submit(name="Ada", runtime=client)
         second = await client.submit(module.greeter, "Grace", output_type=module.Greeting)
         log = (tmp_path / "worker.log").open("w")
-        worker = subprocess.Popen(
+        worker = await asyncio.to_thread(
+            subprocess.Popen,
             [sys.executable, "-m", "taskloom", "worker", "greeting_app", "--store", url],
             cwd=tmp_path,
             stdout=subprocess.PIPE,

@@ -14,6 +14,7 @@ from .agent import Agent as Agent
 from .agent import Approval as Approval
 from .agent import Block as Block
 from .agent import Limits as Limits
+from .agent import OutcomeAnswer as OutcomeAnswer
 from .agent import Retry as Retry
 from .agent import TaskFunction as TaskFunction
 from .agent import ToolCallCheck as ToolCallCheck
@@ -99,6 +100,7 @@ __all__ = (
     "ModelRetried",
     "NotFoundError",
     "NotSerializableError",
+    "OutcomeAnswer",
     "OutputRejected",
     "PayloadTooLargeError",
     "Retry",

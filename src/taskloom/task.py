@@ -34,6 +34,7 @@ from .errors import (
     ConflictError,
     InvalidTransitionError,
     LeaseLostError,
+    StoreUnavailableError,
     TaskCancelledError,
     TaskEndedError,
     TaskExpiredError,
@@ -73,6 +74,10 @@ class TaskHost(Protocol):
     async def _apply(self, change: Change) -> int | None: ...
 
     async def _reload(self, task_id: str) -> TaskRecord: ...
+
+    async def _log(self, task_id: str) -> list[Event]:
+        """The task's whole event log, in order (a resumed run's journal)."""
+        ...
 
     def _attach(self, task: Task) -> None: ...
 
@@ -363,6 +368,10 @@ class Task(TaskView, Generic[OutputT]):
     async def _write(self, change: Change) -> int | None:
         """Apply a change through the host; a worker's handle fences it with its epoch."""
         if self._fence is not None:
+            if self._lost:
+                raise LeaseLostError(
+                    f"this worker gave task {self._rec.id!r} up; it writes nothing more for it"
+                )
             change.epoch = self._fence
         return await self._host._apply(change)  # pyright: ignore[reportPrivateUsage] -- the host protocol
 
@@ -473,6 +482,9 @@ class Task(TaskView, Generic[OutputT]):
             _CURRENT.reset(self._token)
         if self._lost:
             return  # another worker holds the task now: leave it to that one
+        if self._fence is not None and isinstance(exc, StoreUnavailableError):
+            self._lost = True  # the store is away: a worker resumes the task once it is back
+            return
         if self._interrupted:
             await self._exit_interrupted(exc)
         elif exc is None:

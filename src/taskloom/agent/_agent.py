@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from ..errors import TaskEndedError, UserError
@@ -76,6 +77,11 @@ class AgentHost(Protocol):
         parent: Task | str | None = None,
         on_event: EventCallback | None = None,
         on_token: Callable[[str], None] | None = None,
+        at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        serial_key: str | None = None,
     ) -> Task[Any]: ...
 
 

@@ -246,18 +246,7 @@ def _ms(event: Event) -> int:
 
 async def load_journal(task: Task) -> Journal:
     """Read the journal of `task` from its store (the whole event log, in pages)."""
-    host: Any = task._host  # pyright: ignore[reportPrivateUsage] -- the runtime behind the handle
-    store: Any = getattr(host, "store", None)
-    if store is None:  # pragma: no cover -- every runtime has a store
-        raise TypeError(f"cannot resume task {task.id!r}: its host gives no access to its log")
-    events: list[Event] = []
-    after = 0
-    while True:
-        page: list[Event] = await store.read_events(task.id, after=after, limit=1000)
-        events.extend(page)
-        if len(page) < 1000:
-            break
-        after = page[-1].seq
+    events = await task._host._log(task.id)  # pyright: ignore[reportPrivateUsage] -- the host protocol
     started = task._rec.started_ms or task._rec.created_ms  # pyright: ignore[reportPrivateUsage] -- same package
     return Journal.of(events, usage=task.usage, started_ms=started)
 

@@ -455,6 +455,15 @@ class Runtime(AgentTasks):
             )
         return record
 
+    async def _log(self, task_id: str) -> list[Event]:
+        events: list[Event] = []
+        while True:
+            after = events[-1].seq if events else 0
+            page = await self.store.read_events(task_id, after=after, limit=1000)
+            events.extend(page)
+            if len(page) < 1000:
+                return events
+
     def _attach(self, task: Task) -> None:
         self._bus.attach(task)
 

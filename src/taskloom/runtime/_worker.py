@@ -19,6 +19,7 @@ another worker takes the task over, nothing this one writes is accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._record import TaskQuery, TaskRecord
 from ..agent import Agent
-from ..errors import LeaseLostError, TaskEndedError, UserError
+from ..errors import LeaseLostError, StoreUnavailableError, TaskEndedError, UserError
 from ..states import ACTIVE_STATES
 from ..task import Task
 from ._jobs import Job, Registry
@@ -206,6 +207,12 @@ class Worker:
             await self._perform_or_fail(handle, record, local)
         except (TaskEndedError, LeaseLostError):
             pass  # recorded on the task, or another worker has it now
+        except StoreUnavailableError as exc:
+            # like a crash of this worker: the task stays as the journal has it, and is
+            # taken over once its lease ends (or at once, if the store takes the release)
+            _log.warning("task %s stopped here, the store is unavailable: %s", record.id, exc)
+            with contextlib.suppress(Exception):
+                await self.rt.store.release(record.id, record.epoch)
         except asyncio.CancelledError:
             if not handle._lost:  # pyright: ignore[reportPrivateUsage] -- the worker's handle
                 raise

@@ -58,6 +58,8 @@ def _driver() -> Any:
 class PostgresStore(Store):
     """Tasks and events in PostgreSQL. Open with `PostgresStore.connect(url)`."""
 
+    notifies = True  # every write sends a NOTIFY that `wait_for_change` listens for
+
     def __init__(self, dsn: str, schema: str, pool: asyncpg.Pool, url: str) -> None:
         self.url = url
         self.schema = schema
