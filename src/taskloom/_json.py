@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from .errors import NotSerializableError, PayloadTooLargeError
 
-__all__ = ("dumps", "encode", "is_flat")
+__all__ = ("clip", "dumps", "encode", "is_flat")
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -118,4 +118,16 @@ def encode(value: Any, *, what: str, task_id: str, limit: int) -> str:
             " store large data elsewhere and keep a reference, or raise the limit"
             " (`taskloom.open(..., max_payload_bytes=...)`)"
         )
+    return text
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """`text`, cut so that it takes at most `max_bytes` bytes as a JSON string.
+
+    Counting characters is not enough: one character may take up to six bytes of JSON.
+    """
+    size = len(dumps(text).encode())
+    while size > max_bytes and text:
+        text = text[: len(text) * max_bytes // size]
+        size = len(dumps(text).encode())
     return text

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
-from ._record import TaskRecord
-from .events import from_ms
+from ._record import Change, NewEvent, TaskRecord
+from .errors import (
+    TaskCancelledError,
+    TaskEndedError,
+    TaskExpiredError,
+    TaskFailedError,
+    TaskRejectedError,
+)
+from .events import Event, from_ms
 from .states import TaskState
 from .usage import Usage
 
-__all__ = ("TaskError", "TaskView")
+__all__ = ("TaskError", "TaskHost", "TaskView")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +32,33 @@ class TaskError:
     """The exception's type name, when an exception caused the failure."""
     message: str
     """What went wrong."""
+
+
+class TaskHost(Protocol):
+    """What a `Task` needs from the runtime that made it (implemented by `Runtime`)."""
+
+    max_payload_bytes: int
+    max_progress_bytes: int
+
+    async def _create(
+        self, record: TaskRecord, events: list[NewEvent]
+    ) -> tuple[TaskRecord, bool]: ...
+
+    async def _apply(self, change: Change) -> int | None: ...
+
+    async def _reload(self, task_id: str) -> TaskRecord: ...
+
+    async def _log(self, task_id: str) -> list[Event]:
+        """The task's whole event log, in order (a resumed run's journal)."""
+        ...
+
+    def _attach(self, task: Any) -> None: ...
+
+    def _detach(self, task: Any) -> None: ...
+
+    def _expire_later(self, task: Any) -> None: ...
+
+    def events(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]: ...
 
 
 class TaskView:
@@ -150,6 +184,31 @@ class TaskView:
     def purge_at(self) -> datetime | None:
         """When retention deletes the ended task."""
         return _dt(self._rec.purge_ms)
+
+    def _ended_error(self) -> TaskEndedError:
+        rec = self._rec
+        state, reason = rec.state, rec.reason
+        because = f": {reason}" if reason else ""
+        if state is TaskState.FAILED:
+            err = self.error
+            return TaskFailedError(
+                f"task {rec.id!r} failed{because}" + (f" ({err.message})" if err else ""),
+                task_id=rec.id,
+                reason=reason,
+                error_type=err.type if err else None,
+                error_message=err.message if err else None,
+            )
+        cls = _ENDED_ERRORS.get(state, TaskEndedError)
+        return cls(
+            f"task {rec.id!r} {state.value}{because}", task_id=rec.id, state=state, reason=reason
+        )
+
+
+_ENDED_ERRORS: dict[TaskState, type[TaskEndedError]] = {
+    TaskState.CANCELLED: TaskCancelledError,
+    TaskState.EXPIRED: TaskExpiredError,
+    TaskState.REJECTED: TaskRejectedError,
+}
 
 
 def _dt(ms: int | None) -> datetime | None:

@@ -22,24 +22,21 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar, Token
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self
+from typing import Any, Generic, Self
 
 from typing_extensions import TypeVar
 
+from ._json import clip as _clip
 from ._json import dumps, encode, is_flat
 from ._record import Change, NewEvent, TaskRecord, now_ms, started_event, submitted_event
 from ._task_view import TaskError as TaskError
+from ._task_view import TaskHost as TaskHost
 from ._task_view import TaskView
 from .errors import (
     ConflictError,
     InvalidTransitionError,
     LeaseLostError,
     StoreUnavailableError,
-    TaskCancelledError,
-    TaskEndedError,
-    TaskExpiredError,
-    TaskFailedError,
-    TaskRejectedError,
     UserError,
 )
 from .events import Event
@@ -59,33 +56,6 @@ def current_task() -> Task | None:
     Each asyncio task sees its own, so concurrent sibling tasks never see each other's.
     """
     return _CURRENT.get()
-
-
-class TaskHost(Protocol):
-    """What a `Task` needs from the runtime that made it (implemented by `Runtime`)."""
-
-    max_payload_bytes: int
-    max_progress_bytes: int
-
-    async def _create(
-        self, record: TaskRecord, events: list[NewEvent]
-    ) -> tuple[TaskRecord, bool]: ...
-
-    async def _apply(self, change: Change) -> int | None: ...
-
-    async def _reload(self, task_id: str) -> TaskRecord: ...
-
-    async def _log(self, task_id: str) -> list[Event]:
-        """The task's whole event log, in order (a resumed run's journal)."""
-        ...
-
-    def _attach(self, task: Task) -> None: ...
-
-    def _detach(self, task: Task) -> None: ...
-
-    def _expire_later(self, task: Task) -> None: ...
-
-    def events(self, task_id: str, *, after: int = 0) -> AsyncIterator[Event]: ...
 
 
 OutputT = TypeVar("OutputT", default=Any)
@@ -538,43 +508,8 @@ class Task(TaskView, Generic[OutputT]):
             self._rec = record
             self._interrupt()
 
-    def _ended_error(self) -> TaskEndedError:
-        rec = self._rec
-        state, reason = rec.state, rec.reason
-        because = f": {reason}" if reason else ""
-        if state is _S.FAILED:
-            err = self.error
-            return TaskFailedError(
-                f"task {rec.id!r} failed{because}" + (f" ({err.message})" if err else ""),
-                task_id=rec.id,
-                reason=reason,
-                error_type=err.type if err else None,
-                error_message=err.message if err else None,
-            )
-        cls = _ENDED_ERRORS.get(state, TaskEndedError)
-        return cls(
-            f"task {rec.id!r} {state.value}{because}", task_id=rec.id, state=state, reason=reason
-        )
-
 
 _PROGRESS_FROM = (_S.WORKING.value, _S.INPUT_REQUIRED.value)
-_ENDED_ERRORS: dict[TaskState, type[TaskEndedError]] = {
-    _S.CANCELLED: TaskCancelledError,
-    _S.EXPIRED: TaskExpiredError,
-    _S.REJECTED: TaskRejectedError,
-}
-
-
-def _clip(text: str, max_bytes: int) -> str:
-    """`text`, cut so that it takes at most `max_bytes` bytes as a JSON string.
-
-    Counting characters is not enough: one character may take up to six bytes of JSON.
-    """
-    size = len(dumps(text).encode())
-    while size > max_bytes and text:
-        text = text[: len(text) * max_bytes // size]
-        size = len(dumps(text).encode())
-    return text
 
 
 def _reason_data(reason: str) -> str:
