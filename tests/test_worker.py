@@ -318,7 +318,7 @@ async def test_closing_releases_running_tasks_and_the_next_worker_resumes_them(
     async with taskloom.open(sqlite_url, poll_interval=0.02) as second:
         second.register(agent)
         done = await second.get(task.id)
-        assert await taskloom.Task(second, done._rec, stored=True).result() is not None  # pyright: ignore[reportPrivateUsage] -- a plain handle
+        assert await done.result() == {"text": "done"}
         final = await second.get(task.id)
         assert final.state is TaskState.COMPLETED and final.epoch == 2
         kinds = [e.kind for e in await second.store.read_events(task.id)]

@@ -55,3 +55,31 @@ async def test_smollm2_completes_a_typed_task_with_a_tool(tmp_path: Path) -> Non
     assert stored.usage.requests >= 2 and stored.usage.tool_calls >= 1
     assert stored.usage.input_tokens > 0 and not stored.usage.priced
     assert "tool_called" in kinds and kinds[-1] == "completed"
+
+
+async def test_smollm2_task_handed_over_mid_run_resumes_from_its_journal(tmp_path: Path) -> None:
+    """A worker stops after the real model's first answer; the next one replays it, not re-asks."""
+    agent = Agent(
+        "local:smollm2",
+        name="weather-durable",
+        instructions="Call lookup_weather for the city, then report city, temp_c and conditions.",
+        tools=[lookup_weather],
+    )
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    async with taskloom.open(url) as first:
+        task = await first.submit(agent, "What is the weather in Porto?", output_type=Report)
+        async for event in first.events(task.id):
+            if event.kind == "model_called":
+                break  # the first answer (a tool call) is journaled: stop this worker now
+    async with taskloom.open(url) as second:
+        second.register(agent)
+        resumed = await second.get(task.id)
+        report = Report.model_validate(await resumed.result())
+        stored = await second.get(task.id)
+        events = [e async for e in second.events(task.id)]
+    await agent.model.close()
+    assert isinstance(report, Report)
+    assert stored.state is taskloom.TaskState.COMPLETED and stored.epoch == 2
+    steps = [e.step for e in events if isinstance(e, taskloom.ModelCalled)]
+    assert steps.count("m1") == 1, steps  # the first answer was replayed, not asked again
+    assert any(isinstance(e, taskloom.TaskRecovered) and e.released for e in events)

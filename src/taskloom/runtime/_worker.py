@@ -205,8 +205,10 @@ class Worker:
         local = self.local.pop(record.id, None)
         try:
             await self._perform_or_fail(handle, record, local)
-        except (TaskEndedError, LeaseLostError):
-            pass  # recorded on the task, or another worker has it now
+        except TaskEndedError:
+            pass  # recorded on the task
+        except LeaseLostError:
+            _log.warning("task %s was taken over by another worker; stopped it here", record.id)
         except StoreUnavailableError as exc:
             # like a crash of this worker: the task stays as the journal has it, and is
             # taken over once its lease ends (or at once, if the store takes the release)
