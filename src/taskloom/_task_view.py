@@ -152,6 +152,12 @@ class TaskView:
         return self._rec.recoveries
 
     @property
+    def retry_of(self) -> str | None:
+        """The task this one is a new attempt of (`Runtime.retry`), if any."""
+        job = self._rec.job
+        return None if job is None or '"retry_of"' not in job else json.loads(job).get("retry_of")
+
+    @property
     def scheduled_at(self) -> datetime | None:
         """When a worker may start it, if it was submitted for later."""
         return _dt(self._rec.fire_ms)

@@ -330,6 +330,37 @@ class AgentTasks:
         )
         return _typed(task, output_type)
 
+    async def retry(self, task_id: str) -> Task:
+        """Submit a new attempt of an ended agent task: same name, input, job and priority.
+
+        The new task records which task it retries (`task.retry_of`); the old one is kept.
+
+        Raises:
+            NotFoundError: there is no such task.
+            UserError: the task is not an ended submitted agent task.
+        """
+        rt = self._runtime()
+        old = await rt.get(task_id)
+        rec = old._rec  # pyright: ignore[reportPrivateUsage] -- same package
+        if rec.job is None:
+            raise UserError(
+                f"task {task_id!r} was not submitted to a worker (it ran in an `async with`"
+                " block), so there is nothing to run again; start a new task instead"
+            )
+        if not rec.state.terminal:
+            raise UserError(
+                f"task {task_id!r} is {rec.state.value}; only an ended task can be retried"
+                " (cancel it first to replace it)"
+            )
+        handle = rt.task(rec.name, owner=rec.owner, parent=rec.parent_id)
+        new = handle._rec  # pyright: ignore[reportPrivateUsage] -- same package
+        new.payload, new.priority, new.serial_key = rec.payload, rec.priority, rec.serial_key
+        new.job = Job.from_json(rec.job).retrying(rec.id).to_json()
+        stored, _ = await rt._create(new, [submitted_event(new, new.created_ms)])  # pyright: ignore[reportPrivateUsage] -- same package
+        if self.worker is not None:
+            self.worker.notify()
+        return Task(rt, stored, stored=True)
+
     def register(self, *things: Any) -> Self:
         """Tell this runtime's worker which tasks it may perform.
 

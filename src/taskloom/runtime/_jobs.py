@@ -115,6 +115,8 @@ class Job:
     output: str | None
     """An import reference to the output type (`module:qualname`)."""
     limits: dict[str, Any] | None = None
+    retry_of: str | None = None
+    """The task this one is a new attempt of (`Runtime.retry`)."""
 
     @classmethod
     def of(cls, prompt: str, output_type: Any, limits: Limits | None) -> Job:
@@ -125,12 +127,24 @@ class Job:
         )
 
     def to_json(self) -> str:
-        return dumps({"prompt": self.prompt, "output": self.output, "limits": self.limits})
+        data: dict[str, Any] = {"prompt": self.prompt, "output": self.output, "limits": self.limits}
+        if self.retry_of is not None:
+            data["retry_of"] = self.retry_of
+        return dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> Job:
         data = json.loads(text)
-        return cls(prompt=data["prompt"], output=data.get("output"), limits=data.get("limits"))
+        return cls(
+            prompt=data["prompt"],
+            output=data.get("output"),
+            limits=data.get("limits"),
+            retry_of=data.get("retry_of"),
+        )
+
+    def retrying(self, task_id: str) -> Job:
+        """This job, for a new attempt of `task_id`."""
+        return dataclasses.replace(self, retry_of=task_id)
 
     def limits_or(self, default: Limits) -> Limits:
         return default if self.limits is None else Limits(**self.limits)

@@ -1,0 +1,201 @@
+"""What every command shares: options, exit codes, errors, app loading and task inputs.
+
+The CLI uses only taskloom's public API, and imports it inside the commands, so that
+`taskloom --help` does not pay for importing pydantic and the models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    import taskloom
+
+__all__ = (
+    "Exit",
+    "JsonOption",
+    "StoreOption",
+    "default_store",
+    "die",
+    "emit_json",
+    "exit_code_of",
+    "load_target",
+    "parse_inputs",
+    "run_async",
+)
+
+T = TypeVar("T")
+
+
+class Exit(IntEnum):
+    """The exit codes of every command."""
+
+    COMPLETED = 0
+    """Done: the command did what was asked; for `run` and `watch`, the task completed."""
+    FAILED = 1
+    """The task ended `failed`."""
+    USAGE = 2
+    """Bad input: an unknown task id, a malformed argument, an app that cannot be imported."""
+    CANCELLED = 3
+    """The task ended `cancelled` (for `run`, also after Ctrl-C)."""
+    EXPIRED = 4
+    """The task ended `expired`."""
+    REJECTED = 5
+    """The task ended `rejected`."""
+    STORE = 6
+    """The store could not be reached or read."""
+    WAITING = 7
+    """`watch --until-input`: the task waits for an answer (`input_required`)."""
+
+
+_BY_STATE = {
+    "completed": Exit.COMPLETED,
+    "failed": Exit.FAILED,
+    "cancelled": Exit.CANCELLED,
+    "expired": Exit.EXPIRED,
+    "rejected": Exit.REJECTED,
+    "input_required": Exit.WAITING,
+}
+
+
+def exit_code_of(state: str) -> int:
+    """The exit code that says how a task ended (0 for states that have not ended)."""
+    return int(_BY_STATE.get(state, Exit.COMPLETED))
+
+
+def default_store() -> str:
+    """The embedded SQLite file: `$TASKLOOM_STORE`, else `$XDG_DATA_HOME/taskloom/taskloom.db`.
+
+    (`~/.local/share/taskloom/taskloom.db` when `XDG_DATA_HOME` is not set.)
+    """
+    configured = os.environ.get("TASKLOOM_STORE")
+    if configured:
+        return configured
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    folder = base / "taskloom"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'taskloom.db'}"
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        "-s",
+        help="The store's URL: sqlite:///path.db, postgresql://user@host/db, memory://."
+        " Default: $TASKLOOM_STORE, else ~/.local/share/taskloom/taskloom.db.",
+        show_default=False,
+    ),
+]
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")
+]
+
+
+def die(message: str, code: int = Exit.USAGE) -> NoReturn:
+    """Print `error: message` on stderr and exit with `code`."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def emit_json(value: Any) -> None:
+    """Print one JSON document on stdout."""
+    typer.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def run_async(work: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Run an async command body, turning taskloom's errors into messages and exit codes."""
+
+    @functools.wraps(work)
+    def command(*args: Any, **kwargs: Any) -> T:
+        import taskloom
+
+        try:
+            return asyncio.run(work(*args, **kwargs))
+        except taskloom.NotFoundError as exc:
+            die(str(exc), Exit.USAGE)
+        except taskloom.UserError as exc:
+            die(str(exc), Exit.USAGE)
+        except taskloom.StoreError as exc:
+            die(str(exc), Exit.STORE)
+
+    return command
+
+
+def load_target(path: str, *, need_attribute: bool) -> Any:
+    """Import `package.module` or `package.module:attribute` (the current folder first)."""
+    module_name, _, attribute = path.partition(":")
+    if need_attribute and not attribute:
+        die(f"give the task as APP:TASK, e.g. myapp.tasks:summarise, not {path!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the current folder's modules
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        die(
+            f"cannot import the app {module_name!r}: {exc}. Give an importable module"
+            " (run from the folder that holds it, or set PYTHONPATH)."
+        )
+    if not attribute:
+        return module
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        found = [n for n, v in vars(module).items() if _runnable(v)]
+        known = f"; it defines {', '.join(sorted(found))}" if found else ""
+        die(f"the app module {module_name!r} has no {attribute!r}{known}")
+
+
+def _runnable(value: Any) -> bool:
+    import taskloom
+
+    return isinstance(value, taskloom.Agent | taskloom.TaskFunction)
+
+
+def parse_inputs(
+    target: taskloom.TaskFunction[..., Any], pairs: list[str], input_file: Path | None
+) -> dict[str, Any]:
+    """Task inputs from `key=value` pairs and/or a JSON file (pairs win).
+
+    A value for a parameter that is not a `str` is read as JSON when it parses (`n=3`,
+    `tags=["a","b"]`), else kept as text; the task function validates the whole set.
+    """
+    inputs: dict[str, Any] = {}
+    if input_file is not None:
+        try:
+            loaded = json.loads(input_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            die(f"cannot read the inputs from {str(input_file)!r}: {exc}")
+        if not isinstance(loaded, dict):
+            die(
+                f"{str(input_file)!r} must hold a JSON object of inputs, not {type(loaded).__name__}"
+            )
+        inputs.update(loaded)  # pyright: ignore[reportUnknownArgumentType] -- any JSON object
+    names = list(target.signature.parameters)
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            die(f"arguments are key=value pairs; got {pair!r} (the inputs are {', '.join(names)})")
+        if key not in target.signature.parameters:
+            die(f"{target.name} has no input {key!r}; its inputs are {', '.join(names)}")
+        inputs[key] = text if target.hints.get(key) is str else _json_or_text(text)
+    return inputs
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
