@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python examples/agent_demo.py
+	$(BIN)/taskloom demo
 
 lifecycle: install
 	$(BIN)/python examples/lifecycle.py
