@@ -6,7 +6,6 @@ The CLI uses only taskloom's public API, and imports it inside the commands, so 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import json
@@ -15,7 +14,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
@@ -23,14 +22,17 @@ if TYPE_CHECKING:
     import taskloom
 
 __all__ = (
+    "INTERRUPTED",
     "Exit",
     "JsonOption",
     "StoreOption",
     "default_store",
     "die",
     "emit_json",
+    "existing_store",
     "exit_code_of",
     "load_target",
+    "missing_store",
     "parse_inputs",
     "run_async",
 )
@@ -120,10 +122,14 @@ def run_async(work: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 
     @functools.wraps(work)
     def command(*args: Any, **kwargs: Any) -> T:
+        import asyncio  # here, not at the top: `taskloom --help` does not need it
+
         import taskloom
 
         try:
             return asyncio.run(work(*args, **kwargs))
+        except KeyboardInterrupt:
+            die("interrupted", INTERRUPTED)
         except taskloom.NotFoundError as exc:
             die(str(exc), Exit.USAGE)
         except taskloom.UserError as exc:
@@ -132,6 +138,30 @@ def run_async(work: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             die(str(exc), Exit.STORE)
 
     return command
+
+
+INTERRUPTED = 130
+"""The exit code after a second Ctrl-C (or one before there is a task to cancel): 128 + SIGINT."""
+
+
+def missing_store(url: str) -> bool:
+    """Whether `url` names an SQLite file that is not there (opening it would create it)."""
+    path = url[len("sqlite://") :].partition("?")[0].removeprefix("/")
+    return url.startswith("sqlite://") and bool(path) and not Path(path).exists()
+
+
+def existing_store(url: str) -> str:
+    """`url`, for commands that read: an SQLite file that is not there is an error, not a new store.
+
+    (Opening a store creates its file; `taskloom show ID --store sqlite:///typo.db` should not.)
+    """
+    if missing_store(url):
+        die(
+            f"there is no store at {url!r}: nothing was ever submitted there."
+            " Check --store or $TASKLOOM_STORE",
+            Exit.STORE,
+        )
+    return url
 
 
 def load_target(path: str, *, need_attribute: bool) -> Any:
@@ -151,11 +181,19 @@ def load_target(path: str, *, need_attribute: bool) -> Any:
     if not attribute:
         return module
     try:
-        return getattr(module, attribute)
+        found = getattr(module, attribute)
     except AttributeError:
-        found = [n for n, v in vars(module).items() if _runnable(v)]
-        known = f"; it defines {', '.join(sorted(found))}" if found else ""
-        die(f"the app module {module_name!r} has no {attribute!r}{known}")
+        found = None
+    if not _runnable(found):
+        tasks = sorted(n for n, v in vars(module).items() if _runnable(v))
+        known = f"; it defines {', '.join(tasks)}" if tasks else "; it defines no tasks or agents"
+        if found is None:
+            die(f"the app module {module_name!r} has no {attribute!r}{known}")
+        die(
+            f"{path!r} is {type(found).__name__} {found!r:.40}, not an @agent.task function"
+            f" or an Agent{known}"
+        )
+    return found
 
 
 def _runnable(value: Any) -> bool:
@@ -169,33 +207,92 @@ def parse_inputs(
 ) -> dict[str, Any]:
     """Task inputs from `key=value` pairs and/or a JSON file (pairs win).
 
-    A value for a parameter that is not a `str` is read as JSON when it parses (`n=3`,
-    `tags=["a","b"]`), else kept as text; the task function validates the whole set.
+    A value for a parameter that is not a `str` is read as JSON when it parses and fits
+    (`n=3`, `tags=["a","b"]`), else kept as text; the task function validates the whole set.
     """
     inputs: dict[str, Any] = {}
     if input_file is not None:
-        try:
-            loaded = json.loads(input_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            die(f"cannot read the inputs from {str(input_file)!r}: {exc}")
-        if not isinstance(loaded, dict):
-            die(
-                f"{str(input_file)!r} must hold a JSON object of inputs, not {type(loaded).__name__}"
-            )
-        inputs.update(loaded)  # pyright: ignore[reportUnknownArgumentType] -- any JSON object
-    names = list(target.signature.parameters)
+        inputs.update(_read_inputs(input_file))
+    params = target.signature.parameters
+    names = ", ".join(params) or "none"
+    given: set[str] = set()
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            die(f"arguments are key=value pairs; got {pair!r} (the inputs are {', '.join(names)})")
-        if key not in target.signature.parameters:
-            die(f"{target.name} has no input {key!r}; its inputs are {', '.join(names)}")
-        inputs[key] = text if target.hints.get(key) is str else _json_or_text(text)
+            die(
+                f"arguments are key=value pairs; got {pair!r} (the inputs of {target.name}: {names})"
+            )
+        if key not in params:
+            die(f"{target.name} has no input {key!r}; its inputs are {names}")
+        if key in given:
+            die(f"the input {key!r} is given twice; give each input once")
+        given.add(key)
+        inputs[key] = _value(target.hints.get(key, Any), text)
+    missing = [
+        f"{n}=<{_type_name(target.hints.get(n, Any))}>"
+        for n, p in params.items()
+        if p.default is p.empty and n not in inputs
+    ]
+    if missing:
+        die(
+            f"{target.name} needs {' '.join(missing)}: give it as key=value or in --input FILE.json"
+        )
+    unknown = sorted(set(inputs) - set(params))
+    if unknown:
+        die(f"{target.name} has no input {unknown[0]!r}; its inputs are {names}")
+    problems = [p for n, v in inputs.items() if (p := _problem(n, target.hints.get(n, Any), v))]
+    if problems:
+        die(f"invalid input for {target.name}: {'; '.join(problems)}")
     return inputs
 
 
-def _json_or_text(text: str) -> Any:
+def _problem(name: str, hint: Any, value: Any) -> str:
+    """Why `value` does not fit the input (checked before the store is opened), or ``."""
+    from pydantic import TypeAdapter, ValidationError
+
     try:
-        return json.loads(text)
+        TypeAdapter(hint).validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in (name, *error["loc"]))
+        got = json.dumps(value, default=str)
+        return f"{where}: {error['msg']} (got {got}; {name} takes {_type_name(hint)})"
+    return ""
+
+
+def _read_inputs(input_file: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(input_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        die(f"cannot read the inputs from {str(input_file)!r}: {exc}")
+    if not isinstance(loaded, dict):
+        die(f"{str(input_file)!r} must hold a JSON object of inputs, not {type(loaded).__name__}")
+    return cast(dict[str, Any], loaded)
+
+
+def _value(hint: Any, text: str) -> Any:
+    """`text` as the input's value: JSON when it parses and fits the type, else the text."""
+    if hint is str:
+        return text
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    if isinstance(value, str):
+        return value
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter: TypeAdapter[Any] = TypeAdapter(hint)
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        try:  # `name=42` for an `str | None` input means the text "42"
+            adapter.validate_python(text)
+        except ValidationError:
+            return value  # neither fits: the task function's message says why
+        return text
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -62,9 +62,8 @@ async def run_demo(city: str, store: str, as_json: bool, live: bool) -> int:
             task = await rt.submit(agent, f"What is the weather in {city}?", output_type=Report)
             if not as_json:
                 typer.echo(f"task {task.id}")
-            ended = await follow_to_end(
-                rt, task, live=live, quiet=as_json, cancel_on_interrupt=True
-            )
+            output = "quiet" if as_json else "live" if live else "lines"
+            ended = await follow_to_end(rt, task, output=output, cancel_on_interrupt=True)
             return print_outcome(ended, as_json=as_json)
     finally:
         await agent.model.close()

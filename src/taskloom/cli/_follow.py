@@ -1,4 +1,8 @@
-"""Following a task to its end in a terminal: the live view of `run`, `watch` and `demo`."""
+"""Following a task to its end in a terminal: the live view of `run`, `watch` and `demo`.
+
+Ctrl-C cancels the task (`run`, `demo`) or stops watching (`watch`); a second Ctrl-C while
+the cancel is under way leaves at once (exit code 130).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,21 @@ import asyncio
 import json
 import signal
 import sys
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from ._common import Exit, emit_json, exit_code_of
-from ._view import Follow, event_line, record_json
+from ._common import INTERRUPTED, Exit, emit_json, exit_code_of
+from ._view import Follow, cost_of, event_json, event_line, record_json
 
 if TYPE_CHECKING:
     import taskloom
 
-__all__ = ("follow_to_end", "print_outcome")
+__all__ = ("Output", "follow_to_end", "print_outcome")
+
+Output = Literal["live", "lines", "json", "quiet"]
+"""How the events are shown: a live panel over event lines (a terminal), event lines, JSON
+lines (`watch --json`), or not at all (`run --json`)."""
 
 
 async def follow_to_end(
@@ -25,42 +32,60 @@ async def follow_to_end(
     task: taskloom.Task[Any],
     *,
     after: int = 0,
-    live: bool,
-    quiet: bool = False,
+    output: Output,
     cancel_on_interrupt: bool,
     until_input: bool = False,
 ) -> taskloom.Task[Any]:
-    """Show the task's events until it ends; return its final record.
+    """Show the task's events until it ends (or, `until_input`, asks); return its record.
 
     Ctrl-C cancels the task (`cancel_on_interrupt`) or just stops watching. A broken
     connection to the store is retried, resuming after the last event seen.
     """
-    view = Follow(task)
+    view = Follow(task, hint="Ctrl-C cancels the task" if cancel_on_interrupt else "")
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupted.set)
-    printer = _Printer(view, live=live, quiet=quiet)
+    printer = _Printer(view, output, hint_answers=not until_input)
     follower = asyncio.create_task(_pump(rt, task.id, after, view, printer, until_input))
     try:
         with printer:
-            waiter = asyncio.create_task(interrupted.wait())
-            done, _ = await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if follower not in done:
-                if not cancel_on_interrupt:
-                    follower.cancel()
-                    printer.say(f"stopped watching at event {view.last_seq}; the task goes on")
-                    return await rt.get(task.id)
-                printer.say("Ctrl-C: cancelling the task...")
-                await rt.cancel(task.id, reason="cancelled from the terminal (Ctrl-C)")
-                await follower
-            else:
+            if not await _first(follower, interrupted):
                 follower.result()
+            elif not cancel_on_interrupt:
+                follower.cancel()
+                printer.say(
+                    f"stopped watching after event {view.last_seq}; the task goes on"
+                    f" (taskloom watch {task.id} --after {view.last_seq} resumes)"
+                )
+            else:
+                printer.say("Ctrl-C: cancelling the task... (Ctrl-C again leaves at once)")
+                interrupted.clear()
+                closing = asyncio.create_task(_cancel(rt, task.id, follower))
+                if await _first(closing, interrupted):
+                    closing.cancel()
+                    printer.say("left without waiting: the task may still be running")
+                    raise typer.Exit(INTERRUPTED)
+                closing.result()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         if not follower.done():
             follower.cancel()
     return await rt.get(task.id)
+
+
+async def _first(work: asyncio.Task[Any], interrupted: asyncio.Event) -> bool:
+    """Wait for `work` or a Ctrl-C; whether Ctrl-C came first."""
+    waiter = asyncio.create_task(interrupted.wait())
+    try:
+        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    return not work.done()
+
+
+async def _cancel(rt: taskloom.Runtime, task_id: str, follower: asyncio.Task[None]) -> None:
+    await rt.cancel(task_id, reason="cancelled from the terminal (Ctrl-C)")
+    await follower  # until the end shows
 
 
 async def _pump(
@@ -82,7 +107,10 @@ async def _pump(
                 printer.event(event)
                 failures = 0
                 if until_input and event.kind == "input_required":
-                    return
+                    # an old question, answered since, does not count
+                    now = await rt.get(task_id)
+                    if now.state.value == "input_required" and now.last_seq == event.seq:
+                        return
             return
         except taskloom.StoreUnavailableError as exc:
             failures += 1
@@ -93,15 +121,15 @@ async def _pump(
 
 
 class _Printer:
-    """Event lines, under a live status panel in a terminal, or plain lines elsewhere."""
+    """Event lines, under a live status panel in a terminal, or plain or JSON lines elsewhere."""
 
-    def __init__(self, view: Follow, *, live: bool, quiet: bool) -> None:
+    def __init__(self, view: Follow, output: Output, *, hint_answers: bool) -> None:
         self.view = view
-        self.quiet = quiet
-        self.started = time.monotonic()
+        self.output = output
+        self.hint_answers = hint_answers
         self._live: Any = None
         self._refresher: asyncio.Task[None] | None = None
-        if live and not quiet:
+        if output == "live":
             from rich.console import Console
             from rich.live import Live
 
@@ -120,7 +148,7 @@ class _Printer:
             self._refresher.cancel()
         if self._live is not None:
             self._live.update(self.view.panel())
-            self._live.stop()
+            self._live.stop()  # the last panel stays on the screen
 
     async def _refresh(self) -> None:
         while True:
@@ -128,19 +156,26 @@ class _Printer:
             self._live.update(self.view.panel())
 
     def event(self, event: taskloom.Event) -> None:
-        if self.quiet:
+        if self.output == "quiet":
             return
-        line = f"{time.monotonic() - self.started:7.2f}s  {event_line(event)}"
+        if self.output == "json":
+            emit_json(event_json(event))
+            sys.stdout.flush()
+            return
+        line = f"{self.view.since_created(event.at):>9}  {event_line(event)}"
         if self._live is not None:
             self._live.console.print(line, markup=False, highlight=False)
             self._live.update(self.view.panel())
         else:
             typer.echo(line)
+            sys.stdout.flush()
+        if event.kind == "input_required" and self.hint_answers:
+            self.say(f"answer it with: taskloom respond {event.task_id} ANSWER")
 
     def say(self, text: str) -> None:
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
-        else:
+        elif self.output != "quiet":
             typer.echo(text, err=True)
 
 
@@ -150,14 +185,14 @@ def print_outcome(task: taskloom.Task[Any], *, as_json: bool) -> int:
     code = exit_code_of(state)
     if as_json:
         emit_json(record_json(task))
+        sys.stdout.flush()
         return code
     usage = task.usage
-    cost = "unpriced" if not usage.priced else f"${usage.cost_usd:.6f}"
     summary = (
         f"{task.name} {task.id}: {state}"
         + (f" ({task.reason})" if task.reason else "")
-        + f" · {usage.requests} model calls · {usage.tool_calls} tool calls"
-        + f" · {usage.input_tokens}+{usage.output_tokens} tokens · cost {cost}"
+        + f" · model calls {usage.requests} · tool calls {usage.tool_calls}"
+        + f" · tokens {usage.input_tokens} in, {usage.output_tokens} out · cost {cost_of(usage)}"
     )
     typer.echo(summary)
     if state == "completed":

@@ -6,12 +6,25 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from ._common import Exit, JsonOption, StoreOption, default_store, die, emit_json, run_async
-from ._view import cost_of, event_line, record_json, when
+from ._common import (
+    Exit,
+    JsonOption,
+    StoreOption,
+    default_store,
+    die,
+    emit_json,
+    existing_store,
+    missing_store,
+    run_async,
+)
+from ._view import cost_of, event_json, event_line, record_json, when
+
+if TYPE_CHECKING:
+    import taskloom
 
 __all__ = ("register",)
 
@@ -21,16 +34,33 @@ _STATES = "submitted, working, input_required, completed, failed, cancelled, exp
 
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to `app`."""
-    app.command("ls", epilog="Examples: taskloom ls --state failed --since 2h; taskloom ls --json")(
-        list_tasks
-    )
-    app.command()(show)
-    app.command()(logs)
-    app.command(epilog='Example: taskloom cancel 3f2a9c... --reason "wrong input"')(cancel)
     app.command(
-        epilog='Examples: taskloom respond 3f2a9c... yes; taskloom respond 3f2a9c... \'{"city": "Oslo"}\''
+        "ls",
+        epilog="Examples:\n\n\b\n"
+        "  taskloom ls --state failed --since 2h\n"
+        "  taskloom ls --state working --state input_required --owner ada --limit 10\n"
+        "  taskloom ls --json | jq -r '.[].id'",
+    )(list_tasks)
+    app.command(
+        epilog="Examples:\n\n\b\n  taskloom show 3f2a9c...\n  taskloom show 3f2a9c... --json"
+    )(show)
+    app.command(
+        epilog="Examples:\n\n\b\n"
+        "  taskloom logs 3f2a9c...\n"
+        "  taskloom logs 3f2a9c... --after 10 | jq -c 'select(.kind == \"tool_called\")'"
+    )(logs)
+    app.command(epilog='Example:\n\n\b\n  taskloom cancel 3f2a9c... --reason "wrong input"')(cancel)
+    app.command(
+        epilog="Examples:\n\n\b\n"
+        "  taskloom respond 3f2a9c... yes          (an approval: yes or no)\n"
+        "  taskloom respond 3f2a9c... 3            (a number)\n"
+        "  taskloom respond 3f2a9c... 'Oslo, please'\n"
+        '  taskloom respond 3f2a9c... \'{"approved": false, "reason": "too costly"}\''
     )(respond)
-    app.command()(retry)
+    app.command(
+        epilog="Examples:\n\n\b\n  taskloom retry 3f2a9c...\n"
+        "  taskloom watch $(taskloom retry 3f2a9c...)"
+    )(retry)
 
 
 def list_tasks(
@@ -62,7 +92,12 @@ async def _list(
 ) -> None:
     import taskloom
 
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    url = store or default_store()
+    if missing_store(url):
+        typer.echo("no tasks")
+        typer.echo(f"(there is no store at {url} yet; check --store or $TASKLOOM_STORE)", err=True)
+        return
+    async with taskloom.open(url, concurrency=0) as rt:
         page = await rt.list(
             state=list(state or []) or None,
             owner=owner,
@@ -119,11 +154,11 @@ def show(task_id: TaskId, store: StoreOption = None, as_json: JsonOption = False
 async def _show(task_id: str, store: str | None, as_json: bool) -> None:
     import taskloom
 
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         task = await rt.get(task_id)
         events = await _all_events(rt, task_id)
     if as_json:
-        emit_json(record_json(task) | {"events": [_event_json(e) for e in events]})
+        emit_json(record_json(task) | {"events": [event_json(e) for e in events]})
         return
     usage = task.usage
     rows = [
@@ -139,6 +174,15 @@ async def _show(task_id: str, store: str | None, as_json: bool) -> None:
         ("tokens", f"{usage.input_tokens} in, {usage.output_tokens} out"),
         ("cost", cost_of(usage)),
     ]
+    if task.scheduled_at is not None:
+        rows.insert(4, ("scheduled", when(task.scheduled_at)))
+    if task.priority:
+        rows.append(("priority", str(task.priority)))
+    if task.idempotency_key:
+        rows.append(("key", task.idempotency_key))
+    inputs = _inputs_of(task.payload)
+    if inputs is not None:
+        rows.insert(2, ("inputs", inputs))
     if task.retry_of:
         rows.append(("retry of", task.retry_of))
     if task.parent_id:
@@ -154,6 +198,15 @@ async def _show(task_id: str, store: str | None, as_json: bool) -> None:
         typer.echo(f"{event.seq:>4}  {when(event.at)}  {event_line(event)}")
 
 
+def _inputs_of(payload: Any) -> str | None:
+    """A task function's inputs (or an agent task's prompt) as one line."""
+    if not isinstance(payload, dict):
+        return None if payload is None else json.dumps(payload, ensure_ascii=False, default=str)
+    data = cast(dict[str, Any], payload)
+    shown = data.get("inputs", data.get("prompt", data))
+    return json.dumps(shown, ensure_ascii=False, default=str)
+
+
 async def _all_events(rt: Any, task_id: str) -> list[Any]:
     events: list[Any] = []
     while True:
@@ -161,12 +214,6 @@ async def _all_events(rt: Any, task_id: str) -> list[Any]:
         events.extend(page)
         if len(page) < 1000:
             return events
-
-
-def _event_json(event: Any) -> dict[str, Any]:
-    from taskloom.events import event_data
-
-    return {"seq": event.seq, "at": event.at.isoformat(), "kind": event.kind, **event_data(event)}
 
 
 def logs(
@@ -181,11 +228,11 @@ def logs(
 async def _logs(task_id: str, after: int, store: str | None) -> None:
     import taskloom
 
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         await rt.get(task_id)  # a clear error for an unknown id
         for event in await _all_events(rt, task_id):
             if event.seq > after:
-                emit_json(_event_json(event))
+                emit_json(event_json(event))
 
 
 def cancel(
@@ -202,18 +249,16 @@ def cancel(
 async def _cancel(task_id: str, reason: str, store: str | None, as_json: bool) -> int:
     import taskloom
 
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         before = await rt.get(task_id)
         task = await rt.cancel(task_id, reason=reason or "cancelled from the command line")
     if as_json:
         emit_json(record_json(task))
-    elif before.state.terminal:
+    elif not before.state.terminal and task.state.value == "cancelled":
+        typer.echo(f"{task.id} cancelled ({task.reason})")
+    else:  # ended before, or meanwhile: the task is not running, as asked
         typer.echo(f"{task.id} had already ended {task.state.value}; nothing to cancel")
-    else:
-        typer.echo(f"{task.id} cancelled")
-    return (
-        Exit.COMPLETED if task.state.value == "cancelled" or before.state.terminal else Exit.USAGE
-    )
+    return Exit.COMPLETED
 
 
 def respond(
@@ -231,25 +276,78 @@ def respond(
 async def _respond(task_id: str, answer: str, store: str | None, as_json: bool) -> None:
     import taskloom
 
-    try:
-        value: Any = json.loads(answer)
-    except json.JSONDecodeError:
-        value = answer
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
+        waiting = await rt.get(task_id)
+        request = await _request(rt, waiting) if waiting.state.value == "input_required" else {}
+        schema: dict[str, Any] = request.get("schema") or {}
+        approval = request.get("kind") == "approval"
+        value = _answer(answer, schema, approval=approval)
         try:
             task = await rt.respond(task_id, value)
         except taskloom.InvalidAnswerError as exc:
-            if isinstance(value, str) or value is answer:
-                raise
-            task = None
-            try:  # "42" meant as text: try the text before saying no
+            if value == answer or schema.get("type") == "string":
+                die(f"{exc}. Answer with {_expected(schema, approval=approval)}")
+            try:  # `42` meant as text, when the question takes text among other things
                 task = await rt.respond(task_id, answer)
             except taskloom.InvalidAnswerError:
-                raise exc from None
+                die(f"{exc}. Answer with {_expected(schema, approval=approval)}")
     if as_json:
         emit_json(record_json(task))
     else:
         typer.echo(f"{task.id} answered; it is {task.state.value}")
+
+
+async def _request(rt: taskloom.Runtime, task: taskloom.Task[Any]) -> dict[str, Any]:
+    """The question a task waits for: its `kind`, `prompt` and `schema`."""
+    import taskloom
+
+    events = await rt.store.read_events(task.id, after=max(0, task.last_seq - 20))
+    if not any(isinstance(e, taskloom.TaskInputRequired) for e in events):
+        events = await _all_events(rt, task.id)
+    for event in reversed(events):
+        if isinstance(event, taskloom.TaskInputRequired):
+            request: Any = event.request
+            if isinstance(request, dict):
+                return cast(dict[str, Any], request)
+    return {}
+
+
+_YES_NO = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
+
+
+def _answer(text: str, schema: dict[str, Any], *, approval: bool) -> Any:
+    """The answer as the question's type reads it: text for text, JSON for the rest."""
+    kind = schema.get("type")
+    if kind == "string":
+        return text
+    if kind == "boolean" and text.strip().lower() in _YES_NO:
+        return _YES_NO[text.strip().lower()]
+    if approval and not text.lstrip().startswith("{"):
+        return text.strip()  # yes / no / approve / deny: the runtime reads these
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _expected(schema: dict[str, Any], *, approval: bool) -> str:
+    """What a fitting answer looks like, for the error message."""
+    if approval:
+        return 'yes or no (or JSON: {"approved": false, "reason": "why"})'
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        keys = ", ".join(schema.get("required") or schema.get("properties") or [])
+        return f"a JSON object (with {keys})" if keys else "a JSON object"
+    described = {
+        "integer": "a whole number, e.g. 3",
+        "number": "a number, e.g. 2.5",
+        "boolean": "yes or no",
+        "string": "text",
+        "array": 'a JSON array, e.g. ["a", "b"]',
+    }
+    return described.get(str(kind), "JSON that fits the question's schema (see taskloom show ID)")
 
 
 def retry(task_id: TaskId, store: StoreOption = None, as_json: JsonOption = False) -> None:
@@ -260,7 +358,7 @@ def retry(task_id: TaskId, store: StoreOption = None, as_json: JsonOption = Fals
 async def _retry(task_id: str, store: str | None, as_json: bool) -> None:
     import taskloom
 
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         task = await rt.retry(task_id)
     if as_json:
         emit_json(record_json(task))

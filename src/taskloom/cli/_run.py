@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -15,18 +15,22 @@ from ._common import (
     default_store,
     die,
     emit_json,
+    existing_store,
     load_target,
     parse_inputs,
     run_async,
 )
-from ._follow import follow_to_end, print_outcome
+from ._follow import Output, follow_to_end, print_outcome
+
+if TYPE_CHECKING:
+    import taskloom
 
 __all__ = ("register",)
 
 ArgsArgument = Annotated[
     list[str] | None,
     typer.Argument(
-        metavar="[ARGS]...",
+        metavar="ARGS",
         help="The task's inputs as key=value (JSON for non-text inputs); for an agent, the prompt.",
         show_default=False,
     ),
@@ -40,17 +44,30 @@ InputOption = Annotated[
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to `app`."""
     app.command(
-        epilog="Examples: taskloom run myapp.tasks:summarise path=notes.txt words=50;"
-        " taskloom run myapp.tasks:agent 'What is the weather in Oslo?'"
+        epilog="Examples:\n\n\b\n"
+        "  taskloom run myapp.tasks:summarise path=notes.txt words=50\n"
+        "  taskloom run myapp.tasks:summarise --input inputs.json\n"
+        "  taskloom run myapp.tasks:assistant 'What is the weather in Oslo?'\n"
+        "  taskloom run myapp.tasks:summarise path=notes.txt --json | jq .result"
     )(run)
     app.command(
-        epilog="Examples: taskloom submit myapp.tasks:summarise path=a.txt --priority 5;"
-        " taskloom submit myapp.tasks:report --at 2026-12-01T08:00 --idempotency-key dec-report"
+        epilog="Examples:\n\n\b\n"
+        "  taskloom submit myapp.tasks:summarise path=a.txt --priority 5\n"
+        "  taskloom submit myapp.tasks:report --delay 3600\n"
+        "  taskloom submit myapp.tasks:report --at 2026-12-01T08:00 --idempotency-key dec-report"
     )(submit)
-    app.command(epilog="Example: taskloom watch 3f2a9c... (Ctrl-C stops watching, not the task)")(
-        watch
-    )
-    app.command()(demo)
+    app.command(
+        epilog="Examples:\n\n\b\n"
+        "  taskloom watch 3f2a9c...            (Ctrl-C stops watching, not the task)\n"
+        "  taskloom watch 3f2a9c... --after 12\n"
+        "  taskloom watch 3f2a9c... --until-input && taskloom respond 3f2a9c... yes"
+    )(watch)
+    app.command(
+        epilog="Examples:\n\n\b\n"
+        "  taskloom demo\n"
+        "  taskloom demo --city Oslo --json\n"
+        "  OPENAI_API_KEY=sk-... taskloom demo   (an OpenAI-compatible endpoint)"
+    )(demo)
 
 
 def run(
@@ -83,42 +100,38 @@ async def _run(
     import taskloom
 
     found = load_target(target, need_attribute=True)
+    inputs = _inputs(found, args, input_file)
     async with taskloom.open(store or default_store(), concurrency=concurrency) as rt:
         rt.register(found)
-        task = await _submit(rt, found, args, input_file, {})
+        task = await _submit(rt, found, inputs, {})
         if not as_json:
             typer.echo(f"task {task.id} ({task.name}) in {rt.store.url}")
-        ended = await follow_to_end(
-            rt, task, live=_live(as_json), quiet=as_json, cancel_on_interrupt=True
-        )
+        output: Output = "quiet" if as_json else "live" if sys.stdout.isatty() else "lines"
+        ended = await follow_to_end(rt, task, output=output, cancel_on_interrupt=True)
         return print_outcome(ended, as_json=as_json)
 
 
-def _live(as_json: bool) -> bool:
-    return not as_json and sys.stdout.isatty()
-
-
-async def _submit(
-    rt: Any,
-    found: Any,
-    args: list[str],
-    input_file: Path | None,
-    schedule: dict[str, Any],
-) -> Any:
+def _inputs(found: Any, args: list[str], input_file: Path | None) -> dict[str, Any] | str:
+    """A task function's inputs, or an agent's prompt (checked before the store is opened)."""
     import taskloom
 
     if isinstance(found, taskloom.TaskFunction):
-        task_function: Any = cast(Any, found)
-        inputs = parse_inputs(task_function, args, input_file)
-        return await task_function.submit(runtime=rt, **inputs, **schedule)
-    if isinstance(found, taskloom.Agent):
-        if input_file is not None:
-            die("an agent takes a prompt, not --input; give the prompt as arguments")
-        prompt = " ".join(args).strip()
-        if not prompt:
-            die(f"say what {found.name!r} should do: taskloom run APP:AGENT 'the prompt'")
-        return await rt.submit(found, prompt, **schedule)
-    die(f"{type(found).__name__} is not a task: give an @agent.task function or an Agent")
+        return parse_inputs(cast(Any, found), args, input_file)
+    if input_file is not None:
+        die("an agent takes a prompt, not --input; give the prompt as arguments")
+    prompt = " ".join(args).strip()
+    if not prompt:
+        die(f"say what {found.name!r} should do: taskloom run APP:AGENT 'the prompt'")
+    return prompt
+
+
+async def _submit(
+    rt: taskloom.Runtime, found: Any, inputs: dict[str, Any] | str, schedule: dict[str, Any]
+) -> taskloom.Task[Any]:
+    if isinstance(inputs, str):
+        return await rt.submit(found, inputs, **schedule)
+    task_function: Any = found
+    return await task_function.submit(runtime=rt, **inputs, **schedule)
 
 
 def submit(
@@ -126,8 +139,12 @@ def submit(
     args: ArgsArgument = None,
     input_file: InputOption = None,
     at: Annotated[
-        datetime | None,
-        typer.Option(help="Start no earlier than this time (ISO 8601; local time if no zone)."),
+        str | None,
+        typer.Option(
+            help="Start no earlier than this time: ISO 8601, e.g. 2026-12-01T08:00 (local"
+            " time) or 2026-12-01T08:00+02:00.",
+            show_default=False,
+        ),
     ] = None,
     delay: Annotated[
         float | None, typer.Option(min=0, help="Start no earlier than this many seconds from now.")
@@ -149,7 +166,7 @@ async def _submit_only(
     target: str,
     args: list[str],
     input_file: Path | None,
-    at: datetime | None,
+    at: str | None,
     delay: float | None,
     priority: int,
     idempotency_key: str | None,
@@ -160,16 +177,35 @@ async def _submit_only(
 
     from ._view import record_json
 
+    if at is not None and delay is not None:
+        die("give --at or --delay, not both")
     found = load_target(target, need_attribute=True)
-    if at is not None and at.tzinfo is None:
-        at = at.astimezone()  # a time without a zone is local time
-    schedule = {"at": at, "delay": delay, "priority": priority, "idempotency_key": idempotency_key}
+    inputs = _inputs(found, args, input_file)
+    schedule = {
+        "at": _moment(at),
+        "delay": delay,
+        "priority": priority,
+        "idempotency_key": idempotency_key,
+    }
     async with taskloom.open(store or default_store(), concurrency=0) as rt:
-        task = await _submit(rt, found, args, input_file, schedule)
+        task = await _submit(rt, found, inputs, schedule)
         if as_json:
             emit_json(record_json(task))
         else:
             typer.echo(task.id)
+
+
+def _moment(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        die(
+            f"--at takes an ISO 8601 date/time such as 2026-12-01T08:00 (local time) or"
+            f" 2026-12-01T08:00+02:00, not {text!r}; for a time from now use --delay SECONDS"
+        )
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def watch(
@@ -185,7 +221,8 @@ def watch(
 ) -> None:
     """Follow a task live, from any process, until it ends; exit with how it ended.
 
-    Ctrl-C stops watching (the task goes on); run again with --after N to resume.
+    Ctrl-C stops watching (the task goes on); run again with --after N to resume. With
+    --json, each event is a JSON line as it happens, then the task's record.
     """
     code = run_async(_watch)(task_id, after, until_input, store, as_json)
     raise typer.Exit(code)
@@ -196,14 +233,14 @@ async def _watch(
 ) -> int:
     import taskloom
 
-    async with taskloom.open(store or default_store(), concurrency=0) as rt:
+    async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         task = await rt.get(task_id)
+        output: Output = "json" if as_json else "live" if sys.stdout.isatty() else "lines"
         ended = await follow_to_end(
             rt,
             task,
             after=after,
-            live=_live(as_json),
-            quiet=as_json,
+            output=output,
             cancel_on_interrupt=False,
             until_input=until_input,
         )
@@ -224,5 +261,6 @@ def demo(
     """
     from ._demo import run_demo
 
-    code = run_async(run_demo)(city, store or default_store(), as_json, _live(as_json))
+    live = not as_json and sys.stdout.isatty()
+    code = run_async(run_demo)(city, store or default_store(), as_json, live)
     raise typer.Exit(code)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -11,7 +10,7 @@ if TYPE_CHECKING:
 
     import taskloom
 
-__all__ = ("Follow", "event_line", "record_json", "when")
+__all__ = ("Follow", "cost_of", "event_json", "event_line", "record_json", "when")
 
 
 def when(moment: datetime | None) -> str:
@@ -78,8 +77,11 @@ def event_line(event: taskloom.Event) -> str:  # noqa: C901 -- one case per kind
 class Follow:
     """What the live view shows of a task while it runs, updated from its events."""
 
-    def __init__(self, task: taskloom.Task[Any]) -> None:
+    def __init__(self, task: taskloom.Task[Any], *, hint: str = "") -> None:
         self.task_id = task.id
+        self.created = task.created_at
+        self.hint = hint
+        """What Ctrl-C does, shown while the task has not ended."""
         self.name = task.name
         self.state = task.state.value
         self.step = "waiting for a worker" if self.state == "submitted" else "-"
@@ -89,8 +91,9 @@ class Follow:
         self.output_tokens = 0
         self.cost = 0.0
         self.priced = True
-        self.started = time.monotonic()
+        self.ended_at: datetime | None = task.ended_at
         self.last_seq = 0
+        self._asked_during = "-"
 
     def see(self, event: taskloom.Event) -> None:
         """Take one event into account."""
@@ -110,31 +113,39 @@ class Follow:
                     self.priced = False
                 else:
                     self.cost += event.cost_usd
-                names = ", ".join(c["name"] for c in event.tool_calls)
-                self.step = f"tool {names}" if names else "checking the answer"
+                calls = ", ".join(f"{c['name']}({c['arguments']})" for c in event.tool_calls)
+                if len(calls) > 70:
+                    calls = calls[:69] + "…"
+                self.step = f"tool {calls}" if calls else "checking the answer"
             case taskloom.ToolCalled():
                 self.tool_calls += 1
                 self.step = f"model turn {self.turns + 1}"
             case taskloom.TaskInputRequired():
-                self.state, self.step = "input_required", "waiting for an answer"
+                self.state, self._asked_during = "input_required", self.step
+                self.step = f"waiting for an answer: taskloom respond {self.task_id} ANSWER"
             case taskloom.TaskResumed():
-                self.state = "working"
+                self.state, self.step = "working", self._asked_during
             case _ if event.kind in ("completed", "failed", "cancelled", "expired", "rejected"):
-                self.state, self.step = event.kind, "ended"
+                self.state, self.step, self.ended_at = event.kind, "ended", event.at
             case _:
                 pass
 
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    def since_created(self, moment: datetime) -> str:
+        """When `moment` was, after the task was created: `12.34s`, `3m05s`, `2h03m`."""
+        seconds = max(0.0, (moment - self.created).total_seconds())
+        if seconds < 100:
+            return f"{seconds:.2f}s"
+        minutes, secs = divmod(int(seconds), 60)
+        if minutes < 100:
+            return f"{minutes}m{secs:02d}s"
+        return f"{minutes // 60}h{minutes % 60:02d}m"
+
     def cost_text(self) -> str:
         return f"${self.cost:.6f}" if self.priced else "unpriced"
-
-    def status(self) -> str:
-        """The status as one line (also what the panel shows)."""
-        elapsed = time.monotonic() - self.started
-        return (
-            f"{self.name} {self.task_id[:12]}  state: {self.state}  step: {self.step}  "
-            f"tools: {self.tool_calls}  tokens: {self.input_tokens}+{self.output_tokens}  "
-            f"cost: {self.cost_text()}  elapsed: {elapsed:.1f}s"
-        )
 
     def panel(self) -> RenderableType:
         """The live panel."""
@@ -149,7 +160,9 @@ class Follow:
         table.add_row("tool calls", str(self.tool_calls))
         table.add_row("tokens", f"{self.input_tokens} in, {self.output_tokens} out")
         table.add_row("cost", self.cost_text())
-        table.add_row("elapsed", f"{time.monotonic() - self.started:.1f}s")
+        table.add_row("elapsed", self.since_created(self.ended_at or datetime.now(UTC)))
+        if self.hint and not self.ended:
+            table.add_row("", self.hint, style="dim")
         return table
 
 
@@ -194,3 +207,10 @@ def record_json(task: taskloom.Task[Any]) -> dict[str, Any]:
 def cost_of(usage: taskloom.Usage) -> str:
     """A task's cost as text."""
     return _cost(usage)
+
+
+def event_json(event: taskloom.Event) -> dict[str, Any]:
+    """One event as JSON-ready data: `seq`, `at`, `kind` and its payload fields."""
+    from taskloom.events import event_data
+
+    return {"seq": event.seq, "at": event.at.isoformat(), "kind": event.kind, **event_data(event)}
