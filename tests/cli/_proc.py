@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,19 @@ def cli(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
+def run_json(url: str, *args: str) -> dict[str, Any]:
+    """`taskloom run ARGS... --json`: the final record."""
+    result = cli("run", *args, "--store", url, "--json")
+    return json.loads(result.stdout)
+
+
+def submit(url: str, *args: str) -> str:
+    """`taskloom submit ARGS...`: the new task's id."""
+    result = cli("submit", *args, "--store", url)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
 def stored(url: str, task_id: str) -> taskloom.Task[Any]:
     """The task's record, read through the Python API."""
 
@@ -75,7 +90,7 @@ def stored(url: str, task_id: str) -> taskloom.Task[Any]:
 
 
 @contextmanager
-def worker_thread(url: str) -> Iterator[None]:
+def worker_thread(url: str) -> Generator[None]:
     """A worker for `tests.cli.app`, on its own event loop in a thread of this process."""
     from tests.cli import app as test_app
 
@@ -203,16 +218,22 @@ def have_tmux() -> bool:
 
 
 class Pane:
-    """A command in a detached tmux session, `width` x `height`, on a private tmux server."""
+    """A command in a detached tmux session, `width` x `height`, on a private tmux server.
 
-    def __init__(self, folder: Path, command: list[str], *, width: int = 160, height: int = 40):
+    The command runs under `sh`, which then prints `[exit N]` and waits, so that the screen
+    stays as the command left it (tmux 3.3's `remain-on-exit` does not always get to know
+    the exit status of a pane's process).
+    """
+
+    def __init__(self, command: list[str], *, width: int = 160, height: int = 40) -> None:
         self.socket = f"taskloom-test-{uuid.uuid4().hex[:10]}"
         self.session = "cli"
-        conf = folder / f"{self.socket}.conf"
-        conf.write_text("set -g remain-on-exit on\nset -g history-limit 5000\n")
+        # `trap : INT`: a Ctrl-C for the command does not end the shell (the command itself
+        # gets the default handling, as from an interactive shell)
+        script = f'trap : INT; {shlex.join(command)}; echo "[exit $?]"; sleep 600'
         self._tmux(
             "-f",
-            str(conf),
+            "/dev/null",
             "new-session",
             "-d",
             "-s",
@@ -223,7 +244,7 @@ class Pane:
             str(height),
             "-c",
             str(ROOT),
-            *command,
+            f"exec sh -c {shlex.quote(script)}",
         )
 
     def _tmux(self, *args: str) -> str:
@@ -239,7 +260,7 @@ class Pane:
         return done.stdout
 
     def screen(self) -> str:
-        """What the pane shows now (and what scrolled off it)."""
+        """What the pane shows now, and what scrolled off it."""
         return self._tmux("capture-pane", "-p", "-S", "-", "-t", self.session)
 
     def keys(self, *keys: str) -> None:
@@ -247,10 +268,8 @@ class Pane:
 
     def exit_code(self) -> int | None:
         """The command's exit code once it has ended, else None."""
-        shown = self._tmux(
-            "display-message", "-p", "-t", self.session, "#{pane_dead} #{pane_dead_status}"
-        ).split()
-        return int(shown[1]) if shown[0] == "1" and len(shown) == 2 else None
+        found = self._EXIT.search(self.screen())
+        return int(found.group(1)) if found else None
 
     def wait_screen(self, check: Callable[[str], bool], within: float = 30) -> str:
         """Wait until the screen passes `check`; return it."""
@@ -264,15 +283,13 @@ class Pane:
         return seen[0]
 
     def wait_exit(self, within: float = 30) -> int:
-        codes: list[int | None] = [None]
+        """Wait until the command has ended; its exit code."""
+        screen = self.wait_screen(lambda s: self._EXIT.search(s) is not None, within)
+        found = self._EXIT.search(screen)
+        assert found is not None
+        return int(found.group(1))
 
-        def ended() -> bool:
-            codes[0] = self.exit_code()
-            return codes[0] is not None
-
-        wait_until(ended, self.screen, within)
-        assert codes[0] is not None
-        return codes[0]
+    _EXIT = re.compile(r"^\[exit (\d+)\]$", re.MULTILINE)
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)

@@ -13,6 +13,7 @@ Tasks:
         `pause` seconds (so a Ctrl-C or a cancel lands mid-run); then a typed `Survey`.
     `publish(title)`: calls the tool `release`, which needs a human's approval.
     `count(item)`: a tool asks a human how many (an `int`), then the task answers.
+    `label(item)`: a tool asks for a label (text), then how many (an `int`).
     `broken(why)`: the model fails for good; the task ends `failed`.
     `parrot`: an agent (not a task function) that says its prompt back.
 """
@@ -205,6 +206,42 @@ async def count(item: str) -> Counted:
     """Count copies, as a human says."""
 
 
+# -- label: a tool asks two questions, a text one then a number -------------------------------
+
+
+class Labelled(BaseModel):
+    item: str
+    label: str
+    copies: int
+
+
+async def ask_label(item: str, task: Task) -> str:
+    """Ask a human for a label and a count.
+
+    Args:
+        item: What to label.
+        task: The running task (injected).
+    """
+    label = await task.ask(f"What label for {item}?", answer_type=str)
+    copies = await task.ask(f"How many {label!r} labels?", answer_type=int)
+    return json.dumps({"label": label, "copies": copies})
+
+
+def _label_model(request: ModelRequest) -> ModelResponse:
+    inputs = _inputs(request)
+    if _turn(request) == 1:
+        return _call(1, "ask_label", item=inputs["item"])
+    return _answer(Labelled(item=inputs["item"], **json.loads(_results(request)[-1])))
+
+
+labeller = Agent(PricedModel(_label_model, name="labeller"), name="labeller", tools=[ask_label])
+
+
+@labeller.task
+async def label(item: str) -> Labelled:
+    """Label an item, as a human says."""
+
+
 # -- broken: fails -------------------------------------------------------------------------
 
 
@@ -235,12 +272,14 @@ not_a_task = 42
 
 __all__ = (
     "Counted",
+    "Labelled",
     "Published",
     "Sum",
     "Survey",
     "add",
     "broken",
     "count",
+    "label",
     "parrot",
     "publish",
     "survey",

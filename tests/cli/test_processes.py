@@ -30,7 +30,8 @@ def children(tmp_path: Path) -> Iterator[Children]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store on SQLite, then on PostgreSQL (skipped locally when no server answers)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tasks.db'}"
     return request.getfixturevalue("postgres_url")
@@ -42,8 +43,7 @@ def _task_id(child_out: str) -> str:
     return found.group(1)
 
 
-def test_run_end_to_end(children: Children, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+def test_run_end_to_end(children: Children, url: str) -> None:
     code, out, err = children.run(
         "run", f"{APP}:survey", "steps=2", "pause=0", "--store", url, name="run"
     )
@@ -54,7 +54,8 @@ def test_run_end_to_end(children: Children, tmp_path: Path) -> None:
     assert stored(url, task_id).state.value == "completed"
 
 
-def test_submit_worker_and_watchers_across_processes(children: Children, url: str) -> None:
+def test_submit_worker_and_watchers_across_processes(children: Children, shared_url: str) -> None:
+    url = shared_url
     code, out, err = children.run(
         "submit", f"{APP}:survey", "steps=2", "pause=0.2", "--store", url, name="submit"
     )
@@ -86,10 +87,7 @@ def test_submit_worker_and_watchers_across_processes(children: Children, url: st
     assert worker.wait(30) == 0, worker.describe()
 
 
-def test_cancel_from_another_process_ends_a_run_in_flight(
-    children: Children, tmp_path: Path
-) -> None:
-    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+def test_cancel_from_another_process_ends_a_run_in_flight(children: Children, url: str) -> None:
     run = children.start("run", f"{APP}:survey", "steps=3", "pause=30", "--store", url, name="run")
     run.wait_for("asks for measure(")  # the first tool call is under way
     task_id = _task_id(run.out)
@@ -104,7 +102,10 @@ def test_cancel_from_another_process_ends_a_run_in_flight(
     assert (task.state.value, task.reason) == ("cancelled", "changed my mind")
 
 
-def test_respond_from_another_process_lets_the_run_complete(children: Children, url: str) -> None:
+def test_respond_from_another_process_lets_the_run_complete(
+    children: Children, shared_url: str
+) -> None:
+    url = shared_url
     run = children.start("run", f"{APP}:publish", "title=Hello", "--store", url, name="run")
     run.wait_for("input required: May the agent call release(")
     task_id = _task_id(run.out)
@@ -112,9 +113,9 @@ def test_respond_from_another_process_lets_the_run_complete(children: Children, 
     watcher = children.start("watch", task_id, "--store", url, "--json", name="watch")
     watcher.wait_for('"kind": "input_required"')
 
-    code, out, err = children.run("respond", task_id, "nope", "--store", url, name="wrong")
+    code, _, err = children.run("respond", task_id, "nope", "--store", url, name="wrong")
     assert code == 2 and "Answer with yes or no" in err
-    code, out, err = children.run("respond", task_id, "yes", "--store", url, name="respond")
+    code, _, err = children.run("respond", task_id, "yes", "--store", url, name="respond")
     assert code == 0, err
     assert run.wait(30) == 0, run.describe()
     assert watcher.wait(30) == 0, watcher.describe()
@@ -124,10 +125,7 @@ def test_respond_from_another_process_lets_the_run_complete(children: Children, 
     assert record["result"] == {"title": "Hello", "outcome": "published 'Hello'"}
 
 
-def test_sigint_to_run_without_a_terminal_cancels_the_task(
-    children: Children, tmp_path: Path
-) -> None:
-    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+def test_sigint_to_run_without_a_terminal_cancels_the_task(children: Children, url: str) -> None:
     run = children.start("run", f"{APP}:survey", "steps=3", "pause=30", "--store", url, name="run")
     run.wait_for("asks for measure(")
     run.proc.send_signal(signal.SIGINT)
@@ -142,3 +140,20 @@ def test_sigint_to_run_without_a_terminal_cancels_the_task(
         ][-1]["kind"]
         == "cancelled"
     )
+
+
+def test_sigint_to_watch_stops_watching_and_the_task_goes_on(children: Children, url: str) -> None:
+    code, out, err = children.run(
+        "submit", f"{APP}:add", "a=1", "b=2", "--delay", "3600", "--store", url, name="submit"
+    )
+    assert code == 0, err
+    task_id = out.strip()
+    watcher = children.start("watch", task_id, "--store", url, name="watch")
+    watcher.wait_for("submitted")
+    watcher.proc.send_signal(signal.SIGINT)
+    assert watcher.wait(30) == 0, watcher.describe()
+    assert (
+        f"stopped watching after event 1; the task goes on (taskloom watch {task_id} --after 1"
+        in watcher.err
+    )
+    assert stored(url, task_id).state.value == "submitted"

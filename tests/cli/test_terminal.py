@@ -25,11 +25,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'tasks.db'}"
-
-
-@pytest.fixture
 def panes(tmp_path: Path) -> Iterator[list[Pane]]:
     started: list[Pane] = []
     try:
@@ -40,7 +35,7 @@ def panes(tmp_path: Path) -> Iterator[list[Pane]]:
 
 
 def _run(tmp_path: Path, panes: list[Pane], url: str, *args: str) -> Pane:
-    pane = Pane(tmp_path, [sys.executable, "-m", "taskloom", "run", *args, "--store", url])
+    pane = Pane([sys.executable, "-m", "taskloom", "run", *args, "--store", url])
     panes.append(pane)
     return pane
 

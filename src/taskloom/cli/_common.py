@@ -208,7 +208,8 @@ def parse_inputs(
     """Task inputs from `key=value` pairs and/or a JSON file (pairs win).
 
     A value for a parameter that is not a `str` is read as JSON when it parses and fits
-    (`n=3`, `tags=["a","b"]`), else kept as text; the task function validates the whole set.
+    (`n=3`, `tags=["a","b"]`), else kept as text. Each input is checked against its type
+    here, before any store is opened, so a mistake costs nothing and says what to give.
     """
     inputs: dict[str, Any] = {}
     if input_file is not None:

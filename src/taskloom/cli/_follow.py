@@ -41,7 +41,7 @@ async def follow_to_end(
     Ctrl-C cancels the task (`cancel_on_interrupt`) or just stops watching. A broken
     connection to the store is retried, resuming after the last event seen.
     """
-    view = Follow(task, hint="Ctrl-C cancels the task" if cancel_on_interrupt else "")
+    view = Follow(task, hint="Ctrl-C cancels the task" if cancel_on_interrupt else "", after=after)
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupted.set)
@@ -99,6 +99,10 @@ async def _pump(
     import taskloom
 
     failures = 0
+    if until_input:
+        now = await rt.get(task_id)
+        if now.state.value == "input_required" and now.last_seq <= after:
+            return  # it already waits, and its question is before `after`
     while True:
         try:
             async for event in rt.events(task_id, after=after):
@@ -107,9 +111,7 @@ async def _pump(
                 printer.event(event)
                 failures = 0
                 if until_input and event.kind == "input_required":
-                    # an old question, answered since, does not count
-                    now = await rt.get(task_id)
-                    if now.state.value == "input_required" and now.last_seq == event.seq:
+                    if await _still_asked(rt, task_id, event.seq):
                         return
             return
         except taskloom.StoreUnavailableError as exc:
@@ -118,6 +120,14 @@ async def _pump(
                 raise
             printer.say(f"lost the store ({exc}); resuming after event {after}...")
             await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+
+
+async def _still_asked(rt: taskloom.Runtime, task_id: str, seq: int) -> bool:
+    """Whether the question asked at event `seq` waits for its answer (not an old one)."""
+    if (await rt.get(task_id)).state.value != "input_required":
+        return False
+    later = await rt.store.read_events(task_id, after=seq)
+    return not any(e.kind == "resumed" for e in later)
 
 
 class _Printer:
@@ -173,9 +183,10 @@ class _Printer:
             self.say(f"answer it with: taskloom respond {event.task_id} ANSWER")
 
     def say(self, text: str) -> None:
+        """A message for the person, above the panel; on stderr without one."""
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
-        elif self.output != "quiet":
+        else:
             typer.echo(text, err=True)
 
 

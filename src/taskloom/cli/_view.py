@@ -77,7 +77,7 @@ def event_line(event: taskloom.Event) -> str:  # noqa: C901 -- one case per kind
 class Follow:
     """What the live view shows of a task while it runs, updated from its events."""
 
-    def __init__(self, task: taskloom.Task[Any], *, hint: str = "") -> None:
+    def __init__(self, task: taskloom.Task[Any], *, hint: str = "", after: int = 0) -> None:
         self.task_id = task.id
         self.created = task.created_at
         self.hint = hint
@@ -94,6 +94,13 @@ class Follow:
         self.ended_at: datetime | None = task.ended_at
         self.last_seq = 0
         self._asked_during = "-"
+        self._counted = 0
+        """Events up to this `seq` are in the counts already (when not shown from the start)."""
+        if after > 0:
+            usage = task.usage
+            self.tool_calls, self.cost, self.priced = usage.tool_calls, usage.cost_usd, usage.priced
+            self.input_tokens, self.output_tokens = usage.input_tokens, usage.output_tokens
+            self._counted = task.last_seq
 
     def see(self, event: taskloom.Event) -> None:
         """Take one event into account."""
@@ -107,18 +114,18 @@ class Follow:
                 self.step = f"resumed by {event.worker}"
             case taskloom.ModelCalled():
                 self.turns = event.turn
-                self.input_tokens += event.input_tokens
-                self.output_tokens += event.output_tokens
-                if event.cost_usd is None:
-                    self.priced = False
-                else:
-                    self.cost += event.cost_usd
+                if event.seq > self._counted:
+                    self.input_tokens += event.input_tokens
+                    self.output_tokens += event.output_tokens
+                    self.priced = self.priced and event.cost_usd is not None
+                    self.cost += event.cost_usd or 0.0
                 calls = ", ".join(f"{c['name']}({c['arguments']})" for c in event.tool_calls)
                 if len(calls) > 70:
                     calls = calls[:69] + "…"
                 self.step = f"tool {calls}" if calls else "checking the answer"
             case taskloom.ToolCalled():
-                self.tool_calls += 1
+                if event.seq > self._counted:
+                    self.tool_calls += 1
                 self.step = f"model turn {self.turns + 1}"
             case taskloom.TaskInputRequired():
                 self.state, self._asked_during = "input_required", self.step
