@@ -112,7 +112,9 @@ def cases(empty: str, single: str, single_id: str, full: str, full_id: str) -> l
     found: list[Case] = [
         Case(label="python -c pass", argv=[py, "-c", "pass"]),
         Case(label="import taskloom", argv=[py, "-c", "import taskloom"]),
-        Case(label="import taskloom + Runtime", argv=[py, "-c", "import taskloom; taskloom.Runtime"]),
+        Case(
+            label="import taskloom + Runtime", argv=[py, "-c", "import taskloom; taskloom.Runtime"]
+        ),
         Case(label="import taskloom + Agent", argv=[py, "-c", "import taskloom; taskloom.Agent"]),
     ]
     for name, argv in commands:

@@ -7,7 +7,7 @@ with the tool `customer_plan`, then answers a typed `Triage` (category and prior
 The model is chosen by `BATCH_MODEL`:
 
 - `scripted` (the default): a `FunctionModel`, plain Python rules standing in for a model,
-  with 20-60 ms of made-up latency per call. It keeps 500 tasks down to seconds, so the
+  with 50-150 ms of made-up latency per call. It keeps 500 tasks down to seconds, so the
   batch shows the runtime (claims, leases, takeover after a kill), not a model's speed.
 - `real`: `taskloom.models.default_model()`, SmolLM2-135M offline (about 1 s a call on two
   cores, and the model is shared by the tasks of one process), or the OpenAI-compatible
@@ -87,7 +87,7 @@ _KEYWORDS = {
 
 async def rules(request: ModelRequest) -> ModelResponse:
     """The scripted model: turn 1 asks for the customer's plan, turn 2 answers."""
-    await asyncio.sleep(random.uniform(0.02, 0.06))  # a model's latency, much shortened
+    await asyncio.sleep(random.uniform(0.05, 0.15))  # a model's latency, shortened
     prompt = next(m.content for m in request.messages if isinstance(m, UserMessage))
     inputs = json.loads(prompt.split("Inputs (JSON): ", 1)[1])  # how a task function asks
     plans = [m.content for m in request.messages if isinstance(m, ToolResultMessage)]

@@ -59,10 +59,9 @@ class Invoice(BaseModel):
 
 
 def default_store() -> str:
-    """The store the `taskloom` command uses by default."""
-    configured = os.environ.get("TASKLOOM_STORE")
-    if configured:
-        return configured
+    """The store the `taskloom` command uses: $TASKLOOM_STORE, else its file in ~/.local/share."""
+    if os.environ.get("TASKLOOM_STORE"):
+        return os.environ["TASKLOOM_STORE"]
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     (base / "taskloom").mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{base / 'taskloom' / 'taskloom.db'}"
@@ -117,6 +116,7 @@ def row_of(path: Path, task: taskloom.Task[Invoice], invoice: Invoice | None) ->
 
 
 def write_results(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write the rows to OUT.json and OUT.csv."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
     columns = ["file", "invoice_number", "customer", "amount", "currency", "due_date"]
@@ -127,11 +127,8 @@ def write_results(rows: list[dict[str, Any]], out: Path) -> None:
         writer.writerows(rows)
 
 
-async def extract(folder: Path, limit: int | None, store: str, out: Path) -> int:
-    files = sorted(folder.glob("*.txt"))[:limit]
-    if not files:
-        print(f"no .txt files in {folder}", file=sys.stderr)
-        return 2
+async def extract(files: list[Path], store: str, out: Path) -> int:
+    """Submit one task per file, wait for them all, write the results; return the exit code."""
     agent = taskloom.Agent(default_model(), name="invoice-extractor", instructions=INSTRUCTIONS)
     progress = Progress(len(files))
     try:
@@ -166,6 +163,7 @@ async def extract(folder: Path, limit: int | None, store: str, out: Path) -> int
 
 
 def main() -> None:
+    """Read the options and run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "folder", nargs="?", type=Path, default=HERE / "data" / "invoices", help="*.txt files"
@@ -179,7 +177,10 @@ def main() -> None:
         help="where to write OUT.json and OUT.csv",
     )
     args = parser.parse_args()
-    sys.exit(asyncio.run(extract(args.folder, args.limit, args.store or default_store(), args.out)))
+    files = sorted(args.folder.glob("*.txt"))[: args.limit]
+    if not files:
+        sys.exit(f"no .txt files in {args.folder}")
+    sys.exit(asyncio.run(extract(files, args.store or default_store(), args.out)))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 
 Two durable agent tasks in the embedded SQLite store, performed by this process's worker:
 
-1. `research`: an agent with the tools `search_notes(query)` and `read_note(note_id)` (over
-   the notes in examples/data/notes) answers with a typed `Brief` (a title and a summary).
+1. `research`: an agent with the tool `search_notes(question)`, over the notes in
+   examples/data/notes, answers with a typed `Brief` (a title and a summary).
 2. `publish`: an agent with one tool, `publish_page(title, text)`, declared
    `@tool(requires_approval=True, effect="at_most_once")`. Before it runs, the task moves
    to `input_required` and waits for a human: answer y/n here, pass `--approve`/`--deny`,
@@ -15,14 +15,13 @@ Two durable agent tasks in the embedded SQLite store, performed by this process'
     .venv/bin/python examples/research_with_approval.py "Is the office moving?" --approve
     .venv/bin/python examples/research_with_approval.py --deny --wiki /tmp/wiki
 
-The model is `taskloom.models.default_model()`: SmolLM2-135M running offline (about 5 s in
+The model is `taskloom.models.default_model()`: SmolLM2-135M running offline (about 6 s in
 all on two cores), unless `OPENAI_BASE_URL` or `OPENAI_API_KEY` names an OpenAI-compatible
-endpoint (`TASKLOOM_MODEL` picks another model). The work is split in two tasks because
-the local model calls exactly one tool per task and then answers; a capable model could
-do both in one task with all three tools. SmolLM2's summaries are rough (it may repeat
-itself or mix notes up), which is what the approval step is for. Whether the page was
-published is read from the task's event log (its `tool_called` event), not from the
-model's closing words: a 135M model may claim either.
+endpoint (`TASKLOOM_MODEL` picks another model). There are two tasks because the local
+model calls one tool per task and then answers; a capable model could do it all in one.
+SmolLM2's summaries are rough (it repeats itself, mixes notes up), which is what the
+approval is for. Whether the page was published is read from the task's event log (its
+`tool_called` event), not from the model's closing words: a 135M model may claim either.
 
 The tasks use the store the `taskloom` command reads ($TASKLOOM_STORE, else
 ~/.local/share/taskloom/taskloom.db), so `taskloom respond`, `ls` and `show` find them.
@@ -48,9 +47,7 @@ from taskloom import tool
 from taskloom.models import default_model
 
 NOTES = Path(__file__).resolve().parent / "data" / "notes"
-STOP_WORDS = frozenset("a an and are be do does for how in is it of on or run should the to we what".split())
-
-
+SKIP = frozenset("a an and are be do does for how in is it of on or should the to we what".split())
 # bounded texts: a small model rambles, and the local model's grammar stops it at the bound
 Short = Annotated[str, Field(max_length=60)]
 Long = Annotated[str, Field(max_length=120)]
@@ -63,13 +60,22 @@ class Brief(BaseModel):  # noqa: D101
     summary: Long
 
 
+def default_store() -> str:
+    """The store the `taskloom` command uses: $TASKLOOM_STORE, else its file in ~/.local/share."""
+    if os.environ.get("TASKLOOM_STORE"):
+        return os.environ["TASKLOOM_STORE"]
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    (base / "taskloom").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{base / 'taskloom' / 'taskloom.db'}"
+
+
 def search_notes(question: str) -> str:
     """Search the team's notes; returns the best matches with their text.
 
     Args:
         question: The question, word for word.
     """
-    stems = {w[:6] for w in re.findall(r"[a-z]+", question.lower()) if w not in STOP_WORDS}
+    stems = {w[:6] for w in re.findall(r"[a-z]+", question.lower()) if w not in SKIP}
     scored = []
     for path in sorted(NOTES.glob("*.md")):
         text = path.read_text(encoding="utf-8").strip()
@@ -78,17 +84,7 @@ def search_notes(question: str) -> str:
         if score:
             scored.append((-score, path.stem, text))
     best = sorted(scored)[:2]
-    return "\n\n".join(f"[{stem}]\n{text[:400]}" for _, stem, text in best) or "no notes match"
-
-
-def read_note(note_id: str) -> str:
-    """Read one note in full.
-
-    Args:
-        note_id: The note's id, as search_notes shows it in brackets.
-    """
-    path = NOTES / f"{Path(note_id).name}.md"
-    return path.read_text(encoding="utf-8") if path.is_file() else f"no note {note_id!r}"
+    return "\n\n".join(f"[{stem}]\n{text}" for _, stem, text in best) or "no notes match"
 
 
 researcher = taskloom.Agent(
@@ -96,7 +92,7 @@ researcher = taskloom.Agent(
     name="researcher",
     instructions="Call search_notes with the question, then write a short title and a summary"
     " of what the notes say.",
-    tools=[search_notes, read_note],
+    tools=[search_notes],
 )
 
 
@@ -163,11 +159,11 @@ async def decide(rt: taskloom.Runtime, task_id: str, decision: bool | None) -> N
     while decision is None:
         print("  approve? [y/n] ", end="", flush=True)
         text = (await read_line()).strip().lower()
-        if text and not sys.stdin.isatty():
-            print(text)  # what a terminal would have echoed
         if not text:  # no terminal (or end of input): wait for an answer from elsewhere
             print("\n  no input here: waiting for the answer from another terminal")
             await asyncio.Event().wait()  # cancelled when the answer comes
+        if not sys.stdin.isatty():
+            print(text)  # what a terminal would have echoed
         decision = {"y": True, "yes": True, "n": False, "no": False}.get(text)
     with contextlib.suppress(taskloom.InvalidTransitionError):  # answered elsewhere first
         await rt.respond(task_id, decision)
@@ -199,6 +195,7 @@ async def follow_publish(rt: taskloom.Runtime, task_id: str, decision: bool | No
 
 
 async def research_and_publish(question: str, decision: bool | None, store: str, wiki: Path) -> int:
+    """Research, then publish with approval; return the exit code."""
     publish = publisher_for(wiki)
     try:
         async with taskloom.open(store) as rt:
@@ -222,8 +219,11 @@ async def research_and_publish(question: str, decision: bool | None, store: str,
 
 
 def main() -> None:
+    """Read the options and run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("question", nargs="?", default="Should the nightly batch run on spot instances?")
+    parser.add_argument(
+        "question", nargs="?", default="Should the nightly batch run on spot instances?"
+    )
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--approve", action="store_const", const=True, dest="decision")
     choice.add_argument("--deny", action="store_const", const=False, dest="decision")
@@ -232,15 +232,8 @@ def main() -> None:
         "--wiki", type=Path, default=Path(tempfile.gettempdir()) / "taskloom-examples" / "wiki"
     )
     args = parser.parse_args()
-    store = args.store or os.environ.get("TASKLOOM_STORE") or default_store()
+    store = args.store or default_store()
     sys.exit(asyncio.run(research_and_publish(args.question, args.decision, store, args.wiki)))
-
-
-def default_store() -> str:
-    """The store the `taskloom` command uses when $TASKLOOM_STORE is not set."""
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    (base / "taskloom").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{base / 'taskloom' / 'taskloom.db'}"
 
 
 if __name__ == "__main__":

@@ -382,3 +382,46 @@ def test_a_task_input_may_not_use_a_reserved_name() -> None:
             """Rank it."""
 
         del rank
+
+
+async def test_closing_hands_a_task_waiting_for_a_human_over_at_once(sqlite_url: str) -> None:
+    def publish(text: str) -> str:
+        """Publish the text.
+
+        Args:
+            text: What to publish.
+        """
+        return f"published {text}"
+
+    script = [reply(tool_calls=[call("publish", text="hi")]), reply(json.dumps({"text": "ok"}))]
+
+    def answer(request: ModelRequest) -> ModelResponse:
+        return script[0] if len(request.messages) <= 2 else script[1]
+
+    agent = Agent(
+        name="approver",
+        model=FunctionModel(answer),
+        tools=[taskloom.tool(publish, requires_approval=True)],
+    )
+    async with taskloom.open(sqlite_url, poll_interval=0.02) as first:
+        task = await first.submit(agent, "go", output_type=Answer)
+        await _wait_for(lambda: _is(first, task.id, TaskState.INPUT_REQUIRED))
+        async with asyncio.timeout(10):  # a hang guard: the grace below is an hour
+            await first.close(grace=3600)
+    waiting = await _peek(sqlite_url, task.id)
+    assert waiting.state is TaskState.INPUT_REQUIRED and waiting.worker is None
+    async with taskloom.open(sqlite_url, poll_interval=0.02) as second:
+        second.register(agent)
+        await _wait_for(lambda: _held(second, task.id))
+        await second.respond(task.id, True)
+        assert await (await second.get(task.id)).result() == {"text": "ok"}
+        kinds = [e.kind for e in await second.store.read_events(task.id)]
+        assert kinds.count("input_required") == 1  # the question was not asked twice
+
+
+async def _is(rt: taskloom.Runtime, task_id: str, state: TaskState) -> bool:
+    return (await rt.get(task_id)).state is state
+
+
+async def _held(rt: taskloom.Runtime, task_id: str) -> bool:
+    return (await rt.get(task_id)).worker is not None

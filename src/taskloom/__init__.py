@@ -189,11 +189,11 @@ def __getattr__(name: str) -> object:
     module = _HOMES.get(name)
     if module is None:
         raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
-    if module == "agent":
-        # The runtime registers itself as the host of agents run without `runtime=`
-        # (`register_default_host`), as it did when this module imported everything.
-        importlib.import_module(".runtime", __name__)
     value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if module == "agent":
+        # An agent run with no `runtime=` gets a private in-memory one: the runtime layer
+        # registers it with the agent layer, which it does not import itself.
+        importlib.import_module(".runtime._runtime", __name__).register_default_runtime()
     globals()[name] = value
     return value
 

@@ -292,4 +292,13 @@ class Pane:
     _EXIT = re.compile(r"^\[exit (\d+)\]$", re.MULTILINE)
 
     def close(self) -> None:
+        """Kill the tmux server, and remove its socket file (tmux 3.3 leaves it)."""
+        found = subprocess.run(
+            ["tmux", "-L", self.socket, "display-message", "-p", "#{socket_path}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        if found:
+            Path(found).unlink(missing_ok=True)

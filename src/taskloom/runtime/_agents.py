@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any, Self, cast
 from .._json import encode
 from .._record import Change, NewEvent, now_ms, submitted_event
 from .._schema import schema_problems
-from ..agent import Agent, Limits
-from ..agent._output import OutputType
 from ..errors import InvalidAnswerError, InvalidTransitionError, UserError
 from ..events import Event, TaskInputRequired, event_from_row
 from ..states import TaskState, sources
@@ -30,6 +28,9 @@ from ._jobs import Job, Registry, Runnable
 from ._worker import LocalRun, Worker
 
 if TYPE_CHECKING:
+    # Only annotations here: the agent layer (pydantic models, tools, the loop) loads when
+    # agents are used, not with the runtime, so that `taskloom ls` and friends start fast.
+    from ..agent import Agent, Limits
     from ._runtime import Runtime
 
 __all__ = ("AgentTasks", "Listeners", "Schedule")
@@ -146,6 +147,8 @@ async def start_agent_task(
     schedule: Schedule,
 ) -> Task:
     """Store a `submitted` agent task with its job, for a worker to claim and perform."""
+    from ..agent._output import OutputType  # loaded already: the caller has an agent
+
     OutputType.of(output_type)  # refuse an unusable output type before anything is stored
     if not isinstance(prompt, str):  # pyright: ignore[reportUnnecessaryIsInstance] -- callers may pass anything
         raise UserError(f"prompt must be a str, not {type(prompt).__name__}")
@@ -400,7 +403,7 @@ class AgentTasks:
 
 def _typed(task: Task, output_type: Any) -> Task[Any]:
     """Make `task.result()` return a validated `output_type`."""
-    from ..agent._output import OutputType
+    from ..agent._output import OutputType  # loaded already: the caller has an agent
 
     output: OutputType[Any] = OutputType.of(output_type)
     task._decode = output.adapter.validate_python  # pyright: ignore[reportPrivateUsage] -- same package

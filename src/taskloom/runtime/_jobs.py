@@ -16,11 +16,14 @@ import json
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .._json import dumps
-from ..agent import Agent, Limits, TaskFunction
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    # The agent layer loads when agents are used, not with the runtime (see _agents.py).
+    from ..agent import Agent, Limits, TaskFunction
 
 __all__ = ("Job", "Registry", "Runnable")
 
@@ -73,6 +76,8 @@ class Registry:
         Returns:
             How many new names there are.
         """
+        from ..agent import TaskFunction  # loaded already: `thing` holds agents
+
         added = 0
         for item in _items(thing):
             if isinstance(item, TaskFunction):
@@ -86,6 +91,8 @@ class Registry:
 
 
 def _items(thing: Any) -> Iterable[Agent | TaskFunction[..., Any]]:
+    from ..agent import Agent, TaskFunction  # here, not at the top: see the imports
+
     found: list[Agent | TaskFunction[..., Any]] = []
     if isinstance(thing, Agent | TaskFunction):
         found.append(cast("Agent | TaskFunction[..., Any]", thing))
@@ -147,6 +154,8 @@ class Job:
         return dataclasses.replace(self, retry_of=task_id)
 
     def limits_or(self, default: Limits) -> Limits:
+        from ..agent import Limits  # loaded already: a worker that runs jobs has agents
+
         return default if self.limits is None else Limits(**self.limits)
 
     def output_type(self) -> Any:

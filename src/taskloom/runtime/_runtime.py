@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -22,7 +23,6 @@ from typing import Any, Self
 
 from .._json import encode
 from .._record import Change, NewEvent, TaskQuery, TaskRecord, now_ms, submitted_event
-from ..agent import register_default_host
 from ..errors import ConflictError, NotFoundError, UserError
 from ..events import Event
 from ..spec import TaskSpec, check_seconds
@@ -493,4 +493,17 @@ async def _open_default() -> Runtime:
     return await Runtime(MemoryStore()).start()
 
 
-register_default_host(_open_default)
+def register_default_runtime() -> None:
+    """Register `_open_default` with the agent layer, for agents run with no runtime.
+
+    The agent layer loads when agents are used, not with the runtime (so that `taskloom ls`
+    starts fast), so this runs once both are loaded: below if the agents came first, else
+    from `taskloom`'s loader of its agent names (`taskloom.Agent`, `from taskloom import`).
+    """
+    from ..agent import register_default_host
+
+    register_default_host(_open_default)
+
+
+if "taskloom.agent" in sys.modules:
+    register_default_runtime()

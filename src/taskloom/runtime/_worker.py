@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._record import TaskQuery, TaskRecord
-from ..agent import Agent
 from ..errors import LeaseLostError, StoreUnavailableError, TaskEndedError, UserError
-from ..states import ACTIVE_STATES
+from ..states import ACTIVE_STATES, TaskState
 from ..task import Task
 from ._jobs import Job, Registry
 
 if TYPE_CHECKING:
+    from ..agent import Agent  # loaded when agents are used, not with the runtime (_agents.py)
     from ._runtime import Runtime
 
 __all__ = ("LocalRun", "Worker", "new_worker_id")
@@ -284,6 +284,19 @@ class Worker:
         """
         self._stopping = True
         self._wake.set()
+        if release:
+            # a task waiting for a human may wait for hours: hand it over now, not after grace
+            waiting = [
+                (task_id, item)
+                for task_id, item in self._running.items()
+                if item.handle.state is TaskState.INPUT_REQUIRED
+            ]
+            for _, item in waiting:
+                item.released = True
+                item.abandon()
+            if waiting:
+                await asyncio.wait([item.runner for _, item in waiting])
+                await self._release(waiting)
         if self._running and grace > 0:
             try:
                 async with asyncio.timeout(grace):
@@ -300,8 +313,11 @@ class Worker:
         if running:
             await asyncio.wait([item.runner for _, item in running])
         if release:
-            for task_id, item in running:
-                try:
-                    await self.rt.store.release(task_id, item.epoch)
-                except Exception as exc:
-                    _log.warning("could not release task %s: %s", task_id, exc, exc_info=exc)
+            await self._release(running)
+
+    async def _release(self, given_up: list[tuple[str, _Running]]) -> None:
+        for task_id, item in given_up:
+            try:
+                await self.rt.store.release(task_id, item.epoch)
+            except Exception as exc:
+                _log.warning("could not release task %s: %s", task_id, exc, exc_info=exc)
