@@ -15,16 +15,18 @@ output are checked: a command that fails fast must not pass for one that starts 
 
 The issue's target: `taskloom --help` and `taskloom ls` answer in under 0.3 s.
 
-    .venv/bin/python benchmarks/bench_cli.py [--runs 15] [--importtime]
+    .venv/bin/python benchmarks/bench_cli.py [--runs 15] [--against OTHER/src] [--importtime]
 
-To compare with another tree, run it with that tree first on the path:
-`PYTHONPATH=/elsewhere/src .venv/bin/python benchmarks/bench_cli.py`.
+`--against` times every command a second time with another source tree first on the path
+(e.g. `git archive HEAD~3 src | tar -x -C /tmp/before`, then `--against /tmp/before/src`),
+taking turns with this one, so that both see the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -32,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import taskloom
@@ -41,7 +42,7 @@ _TARGET_S = 0.3
 _TASKS = 1_000
 
 
-@dataclass(kw_only=True)
+@dataclasses.dataclass(kw_only=True)
 class Case:
     label: str
     argv: list[str]
@@ -49,15 +50,19 @@ class Case:
     """Whether the output is what the command should print."""
     target: bool = False
     """Whether the issue's 0.3 s target applies."""
-    seconds: list[float] = field(default_factory=list[float])
+    tree: str = ""
+    """The source tree first on the path (`--against`); "" for this one."""
+    seconds: list[float] = dataclasses.field(default_factory=list[float])
 
     def run(self, env: dict[str, str]) -> None:
+        if self.tree:
+            env = {**env, "PYTHONPATH": self.tree}
         start = time.perf_counter()
         done = subprocess.run(self.argv, capture_output=True, text=True, env=env, check=False)
         elapsed = time.perf_counter() - start
         if done.returncode != 0 or not self.check(done.stdout):
             raise SystemExit(
-                f"{self.label} failed (exit code {done.returncode}): {' '.join(self.argv)}\n"
+                f"{self.label} {self.tree} failed (exit code {done.returncode}): {' '.join(self.argv)}\n"
                 f"stdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-2000:]}"
             )
         self.seconds.append(elapsed)
@@ -69,7 +74,8 @@ class Case:
         verdict = ""
         if self.target:
             verdict = "ok" if median < _TARGET_S * 1000 else f"OVER {_TARGET_S} s"
-        return f"{self.label:<44} {median:8.0f} {p90:8.0f} {ms[0]:8.0f}  {verdict}"
+        label = f"{self.label}{'  [against]' if self.tree else ''}"
+        return f"{label:<54} {median:8.0f} {p90:8.0f} {ms[0]:8.0f}  {verdict}"
 
 
 async def make_stores(folder: Path) -> tuple[str, str, str, str, str]:
@@ -167,18 +173,28 @@ def importtime(argv: list[str], env: dict[str, str], top: int = 15) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="How fast the taskloom command starts.")
     parser.add_argument("--runs", type=int, default=15, help="runs of each command")
+    parser.add_argument(
+        "--against", metavar="SRC", help="also time another source tree, taking turns"
+    )
     parser.add_argument(
         "--importtime", action="store_true", help="also show what `taskloom ls` imports"
     )
     args = parser.parse_args(argv)
+    against = str(Path(args.against).resolve()) if args.against else ""
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         folder = Path(tmp)
         stores = asyncio.run(make_stores(folder))
         env = {**os.environ, "XDG_DATA_HOME": str(folder / "data"), "COLUMNS": "120"}
         env.pop("TASKLOOM_STORE", None)
         todo = cases(*stores)
+        if against:
+            todo = [
+                c
+                for case in todo
+                for c in (case, dataclasses.replace(case, tree=against, seconds=[]))
+            ]
         for case in todo:  # a first run of each warms the disk cache and the .pyc files
             case.run(env)
             case.seconds.clear()
@@ -191,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
             f" taskloom from {Path(taskloom.__file__).parent}"
         )
         print(f"wall time of a fresh process, ms, {args.runs} runs each (target: < {_TARGET_S} s)")
-        print(f"{'':<44} {'median':>8} {'p90':>8} {'best':>8}")
+        if against:
+            print(f"[against]: {against} first on the path")
+        print(f"{'':<54} {'median':>8} {'p90':>8} {'best':>8}")
         for case in todo:
             print(case.row())
         if args.importtime:

@@ -90,7 +90,8 @@ class Progress:
                     print(f"[{self.ended}/{self.total}] {file}: {fields}")
                 case taskloom.TaskFailed():
                     self.ended += 1
-                    print(f"[{self.ended}/{self.total}] {file}: failed ({event.reason})")
+                    why = f"failed ({event.reason}): {event.message}"
+                    print(f"[{self.ended}/{self.total}] {file}: {why[:160]}")
                 case _:
                     pass
 

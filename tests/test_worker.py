@@ -271,12 +271,17 @@ async def test_a_worker_that_loses_its_lease_stops_and_writes_nothing(
     async with taskloom.open(store_url, poll_interval=0.02, lease_seconds=0.3) as rt:
         task = await rt.submit(agent, "go", output_type=Answer)
         await asyncio.wait_for(entered.wait(), 10)
-        record = await rt.get(task.id)
-        # another worker takes it over (as if this one had stalled past its lease)
-        assert await rt.store.release(task.id, record.epoch)
-        [taken] = await rt.store.claim("thief", {"slowpoke"}, limit=1, lease_seconds=30)
+        # another worker takes it over (as if this one had stalled past its lease); this
+        # worker may claim the released task back first (a NOTIFY wakes it): then again
+        taken: list[Any] = []
+        while not taken:
+            record = await rt.get(task.id)
+            await rt.store.release(task.id, record.epoch)
+            taken = await rt.store.claim("thief", {"slowpoke"}, limit=1, lease_seconds=30)
         await asyncio.wait_for(cancelled.wait(), 10)  # the next heartbeat found the lease lost
-        seq = taken.last_seq
+        assert rt.worker is not None
+        await _wait_for(_idle(rt.worker))
+        seq = taken[0].last_seq
         await asyncio.sleep(0.2)
         after = await rt.get(task.id)
         assert after.last_seq == seq and after.worker == "thief"

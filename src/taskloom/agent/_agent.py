@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
@@ -104,7 +105,11 @@ async def _default_host(parent: Task | None = None) -> AgentHost:
     loop = asyncio.get_running_loop()
     host = _default_hosts.get(loop)
     if host is None:
-        if _default_host_factory is None:  # pragma: no cover -- `import taskloom` registers it
+        if _default_host_factory is None:
+            # the runtime layer registers the factory when it loads; load it by name (the
+            # agent layer never imports it: it sits above)
+            importlib.import_module("taskloom.runtime._runtime").register_default_runtime()
+        if _default_host_factory is None:  # pragma: no cover -- registered just above
             raise UserError("no runtime: import taskloom, or pass runtime=")
         host = _default_hosts[loop] = await _default_host_factory()
     return host
