@@ -112,6 +112,8 @@ async def ask(
             answer = _AGAIN
         elif past.answered:
             answer = past.answer
+            if task.state is TaskState.INPUT_REQUIRED:
+                await task.refresh()  # answered since this handle last looked: it is working
         else:
             answer = await _wait_again(task, past, seconds)
         if answer is _AGAIN:

@@ -401,6 +401,32 @@ async def test_a_pending_approval_is_waited_for(rt: taskloom.Runtime) -> None:
     assert kinds.count("input_required") == 1 and kinds.count("resumed") == 1
 
 
+async def test_an_answer_given_after_the_handle_was_read_is_replayed(
+    rt: taskloom.Runtime,
+) -> None:
+    """Regression: the worker read the task (input_required), then the answer came, then the
+    journal was read: the replayed answer must not leave the handle thinking it still waits."""
+    looked_up: list[str] = []
+
+    def make(turns: Turns, gate: Gate) -> Agent:
+        lookup, send = make_tools(gate, looked_up)
+        return Agent(FunctionModel(turns), tools=[lookup, _approved(send)])
+
+    turns, gate = Turns(script()), Gate(hold=False)
+    handle, running = await start(rt, make(turns, gate), "weather", output_type=Weather)
+    asked = asyncio.Event()
+    await wait_for_state(rt, handle.id, TaskState.INPUT_REQUIRED)
+    asked.set()
+    await crash(handle, running, asked)
+    stale = await rt.get(handle.id)  # what the next worker read: still waiting
+    await rt.respond(handle.id, True)
+    stale._fence = stale.epoch  # pyright: ignore[reportPrivateUsage] -- what a worker's claim sets
+    again = make(turns.again(), Gate(hold=False))
+    weather = await again.perform(stale, "weather", host=rt, resumed=True, output_type=Weather)
+    assert weather.city == "Paris"
+    assert (await rt.get(handle.id)).state is TaskState.COMPLETED
+
+
 def _approved(send: Tool) -> Tool:
     return dataclasses.replace(send, requires_approval=True)
 
