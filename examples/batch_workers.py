@@ -48,13 +48,14 @@ async def start_worker(
     """Start `python -m taskloom worker batch_app`; return the process and its worker id."""
     command = [sys.executable, "-m", "taskloom", "worker", "batch_app", "--store", url]
     command += ["--lease", str(args.lease), "--concurrency", str(args.concurrency)]
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=HERE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log.open("w"),
-        env={**os.environ, "BATCH_MODEL": args.model},
-    )
+    with log.open("w") as stderr:  # the child keeps its own copy of the file
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            cwd=HERE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, "BATCH_MODEL": args.model},
+        )
     assert process.stdout is not None
     line = (await process.stdout.readline()).decode()  # "worker ID ready"
     if not line.startswith("worker "):
@@ -81,9 +82,11 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> int:
 
     count = args.tasks
     since = datetime.now(UTC)
-    workers = [await start_worker(args, url, folder / f"worker-{i}.log") for i in (1, 2)]
-    victim, victim_id = workers[0]
+    workers: list[tuple[asyncio.subprocess.Process, str]] = []
     try:
+        for i in (1, 2):
+            workers.append(await start_worker(args, url, folder / f"worker-{i}.log"))
+        victim, victim_id = workers[0]
         async with taskloom.open(url, concurrency=0) as rt:
             print(f"workers {workers[0][1]} and {workers[1][1]} ready on {url}")
             started = time.monotonic()

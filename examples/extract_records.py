@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,9 @@ class Progress:
         self.total = total
         self.ended = 0
 
-    def watcher(self, file: str) -> Any:
+    def watcher(self, file: str) -> Callable[[taskloom.Event], None]:
+        """The `on_event` callback of the task for `file`."""
+
         def on_event(event: taskloom.Event) -> None:
             match event:
                 case taskloom.TaskStarted():
