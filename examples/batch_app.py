@@ -11,8 +11,9 @@ The model is chosen by `BATCH_MODEL`:
   batch shows the runtime (claims, leases, takeover after a kill), not a model's speed.
 - `real`: `taskloom.models.default_model()`, SmolLM2-135M offline (about 1 s a call on two
   cores, and the model is shared by the tasks of one process), or the OpenAI-compatible
-  endpoint that `OPENAI_BASE_URL`/`OPENAI_API_KEY` name. The small model's triage is a
-  rough guess; the point is that the same app runs unchanged.
+  endpoint that `OPENAI_BASE_URL`/`OPENAI_API_KEY` name. SmolLM2 calls the tool, but
+  tends to answer the first category and priority it is offered: the point is that the
+  same app runs unchanged, not the quality of a 135M-parameter model's triage.
 
 Run a worker by hand (from the examples folder, which holds this module):
 `python -m taskloom worker batch_app --store sqlite:///tasks.db`.

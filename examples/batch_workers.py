@@ -18,8 +18,8 @@ By default the agent's model is a `FunctionModel` (Python rules with 50-150 ms o
 latency per call; see batch_app.py), because this example is about the runtime: 500 tasks
 take a few seconds on two cores. `--model real` uses `taskloom.models.default_model()`
 (SmolLM2-135M offline, or the endpoint `OPENAI_BASE_URL`/`OPENAI_API_KEY` name), 20 tasks
-unless `--tasks` says otherwise: SmolLM2 takes about 1 s a call on two cores, and each
-task makes two calls. The store, the workers' logs and the tasks are kept in a fresh
+unless `--tasks` says otherwise, two at a time per worker: SmolLM2 takes about 1 s a call
+on two cores and each task makes two calls, so the 20 take about 35 s. The store, the workers' logs and the tasks are kept in a fresh
 folder (printed), for `taskloom ls --store ...` afterwards.
 """
 

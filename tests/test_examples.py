@@ -30,7 +30,8 @@ needs_local_model = pytest.mark.skipif(
 def _env(tmp_path: Path) -> dict[str, str]:
     hidden = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TASKLOOM_MODEL", "TASKLOOM_STORE")
     env = {k: v for k, v in os.environ.items() if k not in hidden}
-    return env | {"TASKLOOM_STORE": f"sqlite:///{tmp_path / 'tasks.db'}"}
+    # TMPDIR: the examples' default output folders go to tmp_path too
+    return env | {"TASKLOOM_STORE": f"sqlite:///{tmp_path / 'tasks.db'}", "TMPDIR": str(tmp_path)}
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import taskloom
 from taskloom.agent import Agent
@@ -83,3 +83,17 @@ async def test_smollm2_task_handed_over_mid_run_resumes_from_its_journal(tmp_pat
     steps = [e.step for e in events if isinstance(e, taskloom.ModelCalled)]
     assert steps.count("m1") == 1, steps  # the first answer was replayed, not asked again
     assert any(isinstance(e, taskloom.TaskRecovered) and e.released for e in events)
+
+
+class Amount(BaseModel):
+    total: str = Field(pattern=r"^[0-9]+\.[0-9]{2}$")
+
+
+async def test_a_pattern_with_an_escaped_dot_is_decoded_not_a_crash() -> None:
+    """Regression: llama.cpp's grammar for `\\.` killed the process with SIGSEGV."""
+    agent = Agent("local:smollm2", name="amounts")
+    amount = await agent.run(
+        "The invoice total is 1250.00 EUR. Give the total.", output_type=Amount
+    )
+    await agent.model.close()
+    assert amount.total == "1250.00"

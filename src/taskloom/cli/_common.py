@@ -145,9 +145,15 @@ INTERRUPTED = 130
 
 
 def missing_store(url: str) -> bool:
-    """Whether `url` names an SQLite file that is not there (opening it would create it)."""
-    path = url[len("sqlite://") :].partition("?")[0].removeprefix("/")
-    return url.startswith("sqlite://") and bool(path) and not Path(path).exists()
+    """Whether `url` names an SQLite file that is not there (opening it would create it).
+
+    Only a well-formed `sqlite:///path` without options counts; anything else is left to
+    `taskloom.open`, whose error says what is wrong with the URL.
+    """
+    if not url.startswith("sqlite:///") or "?" in url:
+        return False
+    path = url[len("sqlite:///") :]
+    return bool(path) and not Path(path).exists()
 
 
 def existing_store(url: str) -> str:
@@ -184,7 +190,7 @@ def load_target(path: str, *, need_attribute: bool) -> Any:
         found = getattr(module, attribute)
     except AttributeError:
         found = None
-    if not _runnable(found):
+    if not _runnable(found) and not (not need_attribute and _all_runnable(found)):
         tasks = sorted(n for n, v in vars(module).items() if _runnable(v))
         known = f"; it defines {', '.join(tasks)}" if tasks else "; it defines no tasks or agents"
         if found is None:
@@ -194,6 +200,14 @@ def load_target(path: str, *, need_attribute: bool) -> Any:
             f" or an Agent{known}"
         )
     return found
+
+
+def _all_runnable(value: Any) -> bool:
+    """A list or tuple of agents and tasks (what `taskloom worker APP:attr` may name)."""
+    if not isinstance(value, list | tuple):
+        return False
+    items = cast(list[Any] | tuple[Any, ...], value)
+    return bool(items) and all(_runnable(v) for v in items)
 
 
 def _runnable(value: Any) -> bool:

@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n\b\n"
         "  taskloom watch 3f2a9c...            (Ctrl-C stops watching, not the task)\n"
         "  taskloom watch 3f2a9c... --after 12\n"
-        "  taskloom watch 3f2a9c... --until-input && taskloom respond 3f2a9c... yes"
+        "  taskloom watch 3f2a9c... --until-input; [ $? = 7 ] && taskloom respond 3f2a9c... yes"
     )(watch)
     app.command(
         epilog="Examples:\n\n\b\n"

@@ -48,7 +48,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..errors import ModelError, UserError
 from ._base import (
@@ -334,7 +334,53 @@ def _llama_errors(name: str) -> Generator[None]:
 def _grammar(schema: str) -> Any:
     from llama_cpp import LlamaGrammar
 
-    return LlamaGrammar.from_json_schema(schema, verbose=False)
+    return LlamaGrammar.from_json_schema(_plain_patterns(schema), verbose=False)
+
+
+def _plain_patterns(schema: str) -> str:
+    r"""The schema with each `pattern`'s escaped literals as classes (`\.` as `[.]`).
+
+    llama.cpp turns `\.` outside a class into a grammar literal its own parser rejects, and
+    the process then dies (SIGSEGV) instead of raising, e.g. for `^[0-9]+\.[0-9]{2}$`.
+    """
+    if '"pattern"' not in schema:
+        return schema
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            items = cast(dict[str, Any], node).items()
+            return {
+                k: _plain_pattern(v) if k == "pattern" and isinstance(v, str) else walk(v)
+                for k, v in items
+            }
+        if isinstance(node, list):
+            return [walk(v) for v in cast(list[Any], node)]
+        return node
+
+    return json.dumps(walk(json.loads(schema)))
+
+
+def _plain_pattern(pattern: str) -> str:
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if not in_class and nxt in ".+*?()|{}$/^":
+                out.append(f"[{nxt}]" if nxt != "^" else "[\\^]")
+            else:
+                out.append(char + nxt)
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 class _Engine:
