@@ -111,7 +111,7 @@ async def run(args: argparse.Namespace, url: str, folder: Path) -> int:
                     print(f"{elapsed:6.2f}s  SIGKILL {victim_id} with {len(held)} tasks in flight")
                 if done:
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.02)
             took = time.monotonic() - started
             if not killed:
                 print(f"{victim_id} held no task when half were done, so it was not killed")

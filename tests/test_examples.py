@@ -105,9 +105,9 @@ def test_research_denied_from_another_process_publishes_nothing(tmp_path: Path) 
 
 def test_batch_survives_a_killed_worker(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'batch.db'}"
-    done = _run(tmp_path, "examples/batch_workers.py", "--tasks", "40", "--store", store)
+    done = _run(tmp_path, "examples/batch_workers.py", "--tasks", "100", "--store", store)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SIGKILL" in done.stdout and "completed 40" in done.stdout
+    assert "SIGKILL" in done.stdout and "completed 100" in done.stdout
     taken_over = re.search(r"taken over after their worker was killed: (\d+)", done.stdout)
     assert taken_over is not None and int(taken_over.group(1)) >= 1, done.stdout
     assert "(killed)" in done.stdout
