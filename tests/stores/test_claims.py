@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ _T0 = 1_700_000_000_000
 _JOB = '{"prompt":"go"}'
 _LONG = 60.0
 _SHORT = 0.05
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[taskloom.Store]:
-    opened = await taskloom.open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def _record(task_id: str, **fields: Any) -> TaskRecord:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
@@ -23,15 +22,6 @@ _S = TaskState
 _T0 = 1_700_000_000_000
 _PROGRESS_FROM = (_S.WORKING.value, _S.INPUT_REQUIRED.value)
 _KIND = {_S.WORKING: "started"}
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[taskloom.Store]:
-    opened = await taskloom.open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def _record(task_id: str, **fields: Any) -> TaskRecord:
