@@ -26,6 +26,7 @@ import taskloom
 from taskloom import ModelCalled, TaskRecovered, ToolCalled
 from tests.durable import app
 from tests.durable._harness import (
+    HarnessError,
     Workers,
     events_of,
     owner_pid,
@@ -51,22 +52,38 @@ async def test_a_worker_stopped_past_its_lease_commits_nothing(url: str, tmp_pat
     ):
         await pool.start()
         await pool.start()
-        task = await app.order.submit(7, pause_step="t1.0", pause_s=0.6, pause_epoch=1, runtime=rt)
-        slow = await wait_for_ledger(
-            pool.ledger,
-            lambda line: line.task == task.id and line.step == "t1.0" and line.phase == "start",
-            what="start of the slow lookup",
-        )
-        rec = await rt.store.get(task.id)
-        assert rec is not None and rec.lease_owner is not None
-        assert owner_pid(rec.lease_owner) == slow.pid
-        frozen = pool.by_pid(slow.pid)
-        (other,) = [w for w in pool.started if w is not frozen]
-        frozen.signal(signal.SIGSTOP)
-        try:
-            taken = await wait_for_event(rt, task.id, TaskRecovered, workers=pool)
-        finally:
-            frozen.signal(signal.SIGCONT)
+        for attempt in range(1, 4):
+            task = await app.order.submit(
+                7, pause_step="t1.0", pause_s=0.6, pause_epoch=1, runtime=rt
+            )
+            slow = await wait_for_ledger(
+                pool.ledger,
+                lambda line, t=task.id: (
+                    line.task == t and line.step == "t1.0" and line.phase == "start"
+                ),
+                what="start of the slow lookup",
+            )
+            rec = await rt.store.get(task.id)
+            assert rec is not None and rec.lease_owner is not None
+            assert owner_pid(rec.lease_owner) == slow.pid
+            frozen = pool.by_pid(slow.pid)
+            (other,) = [w for w in pool.started if w is not frozen]
+            frozen.signal(signal.SIGSTOP)
+            try:
+                taken = await wait_for_event(rt, task.id, TaskRecovered, workers=pool, within=8)
+                break
+            except HarnessError:
+                # SQLite only: the freeze landed inside the frozen worker's write transaction
+                # (a heartbeat), whose lock holds up every other writer of the file until it
+                # is thawed; then it goes on as the rightful holder. Try again with a new task.
+                if not url.startswith("sqlite") or attempt == 3:
+                    raise
+                say(f"\n[sigstop] attempt {attempt}: frozen inside a write; trying again")
+            finally:
+                frozen.signal(signal.SIGCONT)
+            await wait_terminal(rt, [task.id], within=30, workers=pool)
+        else:  # pragma: no cover -- the loop breaks or raises
+            raise AssertionError("unreachable")
         assert taken.worker == other.id
         assert (taken.epoch, taken.released) == (2, False)
 
@@ -74,7 +91,12 @@ async def test_a_worker_stopped_past_its_lease_commits_nothing(url: str, tmp_pat
         # the thawed worker's lookup ended or was cancelled: it has had its chance to write
         await wait_for_ledger(
             pool.ledger,
-            lambda line: line.pid == frozen.pid and line.step == "t1.0" and line.phase != "start",
+            lambda line: (
+                line.task == task.id
+                and line.pid == frozen.pid
+                and line.step == "t1.0"
+                and line.phase != "start"
+            ),
             what="end of the thawed worker's lookup",
         )
         codes = await pool.close()  # and now it certainly wrote whatever it was going to
@@ -86,7 +108,7 @@ async def test_a_worker_stopped_past_its_lease_commits_nothing(url: str, tmp_pat
     steps = Counter(e.step for e in events if isinstance(e, ModelCalled | ToolCalled))
     assert steps == dict.fromkeys(["m1", "t1.0", "t1.1", "m2", "t2.0", "m3"], 1), steps
 
-    ledger = read_ledger(pool.ledger)
+    ledger = [line for line in read_ledger(pool.ledger) if line.task == task.id]
     assert {line.epoch for line in ledger if line.pid == frozen.pid} == {1}
     assert {line.epoch for line in ledger if line.pid == other.pid} == {2}
     ended_at_2 = {line.step for line in ledger if line.pid == other.pid and line.phase == "end"}

@@ -15,7 +15,7 @@ from ..states import TaskState
 from . import _sql
 from ._sqlite_writer import EventRow
 
-__all__ = ("claim", "heartbeat", "release")
+__all__ = ("anything_to_claim", "claim", "heartbeat", "release")
 
 _LEASED = "(state = 'working' OR state = 'input_required')"
 """The active states, written as the partial index `tasks_leases` has them (SQLite uses a
@@ -62,6 +62,19 @@ _RELEASE = (
     "UPDATE tasks SET lease_owner = NULL, lease_ms = NULL WHERE id = ?1 AND epoch = ?2"
     f" AND {_LEASED}"
 )
+
+
+def anything_to_claim(conn: sqlite3.Connection, names: str) -> bool:
+    """Whether `claim` would take anything now.
+
+    Read first, so that an idle worker's polls never take the write lock: a worker stopped
+    (SIGSTOP, a debugger) while it holds the lock holds up every other writer of the file.
+    """
+    now = now_ms()
+    return (
+        conn.execute(_TAKEN, (now, names, 1)).fetchone() is not None
+        or conn.execute(_DUE, (now, names, 1)).fetchone() is not None
+    )
 
 
 def claim(

@@ -177,10 +177,13 @@ class SQLiteStore(Store):
     ) -> list[TaskRecord]:
         if not names or limit <= 0:
             return []
+        listed = json.dumps(list(names))
+        if not await self._read(lambda conn: _sqlite_leases.anything_to_claim(conn, listed)):
+            return []
         op = functools.partial(
             _sqlite_leases.claim,
             worker=worker,
-            names=json.dumps(list(names)),
+            names=listed,
             limit=limit,
             lease_ms=round(lease_seconds * 1000),
         )
