@@ -48,7 +48,7 @@ class TaskHost(Protocol):
 
     async def _reload(self, task_id: str) -> TaskRecord: ...
 
-    async def _log(self, task_id: str) -> list[Event]:
+    async def history(self, task_id: str) -> list[Event]:
         """The task's whole event log, in order (a resumed run's journal)."""
         ...
 

@@ -246,7 +246,7 @@ def _ms(event: Event) -> int:
 
 async def load_journal(task: Task) -> Journal:
     """Read the journal of `task` from its store (the whole event log, in pages)."""
-    events = await task._host._log(task.id)  # pyright: ignore[reportPrivateUsage] -- the host protocol
+    events = await task._host.history(task.id)  # pyright: ignore[reportPrivateUsage] -- the handle's runtime
     started = task._rec.started_ms or task._rec.created_ms  # pyright: ignore[reportPrivateUsage] -- same package
     return Journal.of(events, usage=task.usage, started_ms=started)
 

@@ -156,7 +156,7 @@ async def _show(task_id: str, store: str | None, as_json: bool) -> None:
 
     async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         task = await rt.get(task_id)
-        events = await _all_events(rt, task_id)
+        events = await rt.history(task_id)
     if as_json:
         emit_json(record_json(task) | {"events": [event_json(e) for e in events]})
         return
@@ -207,15 +207,6 @@ def _inputs_of(payload: Any) -> str | None:
     return json.dumps(shown, ensure_ascii=False, default=str)
 
 
-async def _all_events(rt: Any, task_id: str) -> list[Any]:
-    events: list[Any] = []
-    while True:
-        page = await rt.store.read_events(task_id, after=events[-1].seq if events else 0)
-        events.extend(page)
-        if len(page) < 1000:
-            return events
-
-
 def logs(
     task_id: TaskId,
     after: Annotated[int, typer.Option(min=0, help="Only events after this sequence number.")] = 0,
@@ -230,9 +221,8 @@ async def _logs(task_id: str, after: int, store: str | None) -> None:
 
     async with taskloom.open(existing_store(store or default_store()), concurrency=0) as rt:
         await rt.get(task_id)  # a clear error for an unknown id
-        for event in await _all_events(rt, task_id):
-            if event.seq > after:
-                emit_json(event_json(event))
+        for event in await rt.history(task_id, after=after):
+            emit_json(event_json(event))
 
 
 def cancel(
@@ -303,7 +293,7 @@ async def _request(rt: taskloom.Runtime, task: taskloom.Task[Any]) -> dict[str, 
 
     events = await rt.store.read_events(task.id, after=max(0, task.last_seq - 20))
     if not any(isinstance(e, taskloom.TaskInputRequired) for e in events):
-        events = await _all_events(rt, task.id)
+        events = await rt.history(task.id)
     for event in reversed(events):
         if isinstance(event, taskloom.TaskInputRequired):
             request: Any = event.request

@@ -360,6 +360,16 @@ class Runtime(AgentTasks):
             patience=max(1.0, self.poll_interval * 20),
         )
 
+    async def history(self, task_id: str, *, after: int = 0) -> list[Event]:
+        """The task's stored events after `after`, in order, read now (no waiting)."""
+        events: list[Event] = []
+        while True:
+            page = await self.store.read_events(task_id, after=after, limit=1000)
+            events.extend(page)
+            if len(page) < 1000:
+                return events
+            after = page[-1].seq
+
     async def sweep(self) -> SweepReport:
         """Expire unfinished tasks past their time to live; purge ended ones past retention."""
         expired = 0
@@ -454,15 +464,6 @@ class Runtime(AgentTasks):
                 " retention has purged it"
             )
         return record
-
-    async def _log(self, task_id: str) -> list[Event]:
-        events: list[Event] = []
-        while True:
-            after = events[-1].seq if events else 0
-            page = await self.store.read_events(task_id, after=after, limit=1000)
-            events.extend(page)
-            if len(page) < 1000:
-                return events
 
     def _attach(self, task: Task) -> None:
         self._bus.attach(task)
